@@ -1,0 +1,106 @@
+"""Audio file I/O (soundfile), downmix and resampling (torchaudio).
+
+One resampler with fixed parameters is used everywhere (encode, training data,
+evaluation): the top mel bands sit in its transition band, so a different
+resampler moves them measurably (DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .atomic import atomic_write
+from .errors import AudioError
+
+MIN_RATE = 8000
+MAX_RATE = 192000
+
+# Fixed resampler settings: changing them changes every model's input.
+# These are torchaudio's defaults, spelled out so that a torchaudio upgrade cannot move them.
+_RESAMPLE_KW = dict(lowpass_filter_width=6, rolloff=0.99, resampling_method="sinc_interp_hann")
+
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read any file libsndfile understands as float32 ``[frames, channels]``."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"no such file: {path}")
+    if path.is_dir():
+        raise AudioError(f"is a directory, not an audio file: {path}")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot read audio from {path}: {_short(exc)}") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file has no samples: {path}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"sample rate {rate} Hz of {path} is outside {MIN_RATE}-{MAX_RATE} Hz")
+    if not np.isfinite(data).all():
+        raise AudioError(f"audio file contains NaN or infinite samples: {path}")
+    return data, int(rate)
+
+
+def to_mono(data: np.ndarray) -> torch.Tensor:
+    """Average all channels of ``[frames, channels]`` into one 1-D float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Resample a 1-D waveform with the project's one fixed resampler."""
+    if orig_rate == new_rate:
+        return wave
+    return AF.resample(wave, orig_rate, new_rate, **_RESAMPLE_KW)
+
+
+def resampled_length(num_samples: int, orig_rate: int, new_rate: int) -> int:
+    """Sample count after :func:`resample` (torchaudio rounds up)."""
+    if orig_rate == new_rate:
+        return num_samples
+    return -(-num_samples * new_rate // orig_rate)
+
+
+def fit_length(wave: torch.Tensor, length: int) -> torch.Tensor:
+    """Trim or zero-pad a 1-D waveform to exactly ``length`` samples."""
+    if wave.numel() >= length:
+        return wave[:length]
+    return torch.nn.functional.pad(wave, (0, length - wave.numel()))
+
+
+def check_output_path(path: str | os.PathLike, float32: bool = False) -> str:
+    """Validate an output audio path before any work; return the soundfile format."""
+    path = Path(path)
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"cannot choose an audio format for {path}: use .wav or .flac")
+    if float32 and fmt != "WAV":
+        raise AudioError("32-bit float output needs a .wav file; FLAC stores integers only")
+    if not path.parent.resolve().is_dir():
+        raise AudioError(f"output folder does not exist: {path.parent}")
+    return fmt
+
+
+def write_audio(
+    path: str | os.PathLike, wave: torch.Tensor, rate: int, float32: bool = False
+) -> None:
+    """Write a 1-D waveform as 16-bit PCM (or 32-bit float WAV), format by extension.
+
+    The file appears whole or not at all.
+    """
+    fmt = check_output_path(path, float32)
+    samples = wave.detach().cpu().numpy().astype(np.float32)
+    subtype = "FLOAT" if float32 else "PCM_16"
+    if not float32:
+        samples = np.clip(samples, -1.0, 1.0)
+    atomic_write(path, lambda fh: sf.write(fh, samples, rate, format=fmt, subtype=subtype))
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,218 @@
+"""The ``melcodec`` command line: a thin click layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import data, files, zoo
+from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
+from .errors import MelcodecError, UsageError
+from .info import describe
+from .progress import Progress
+from .recipes import DEFAULT_RECIPE, RECIPES
+
+model_option = click.option(
+    "--model", "-m", default=None, help="Shipped model name or path to a model file."
+)
+force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="melcodec")
+def cli() -> None:
+    """A lossy audio codec from perceptually trained mel-spectrogram autoencoders."""
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@model_option
+@force_option
+def encode(source: Path, target: Path, model: str | None, force: bool) -> None:
+    """Encode an audio file (or a folder tree of them) to .mlc."""
+    codec = Codec.load(model or zoo.DEFAULT_MODEL)
+    if not source.is_dir():
+        files.encode_file(source, target, codec, force)
+        return
+    pairs = files.plan_tree(source, target, files.MLC_SUFFIX, data.find_audio)
+    _run_tree(pairs, lambda s, t: files.encode_file(s, t, codec, force), "encode")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@model_option
+@force_option
+@click.option("--float", "float32", is_flag=True, help="Write 32-bit float WAV.")
+@click.option(
+    "--sample-rate",
+    default="16000",
+    show_default=True,
+    help="Output rate in Hz, or 'source' for the original file's rate.",
+)
+@click.option(
+    "--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0, 10000)
+)
+@click.option(
+    "--gl-momentum",
+    default=DEFAULT_GL_MOMENTUM,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+)
+@click.option("--seed", default=0, show_default=True, help="Griffin-Lim's random start.")
+def decode(
+    source: Path,
+    target: Path,
+    model: str | None,
+    force: bool,
+    float32: bool,
+    sample_rate: str,
+    gl_iters: int,
+    gl_momentum: float,
+    seed: int,
+) -> None:
+    """Decode an .mlc file (or a folder tree of them) to WAV or FLAC."""
+    options = DecodeOptions(gl_iters, gl_momentum, seed, _parse_rate(sample_rate))
+    codec = Codec.load(model) if model else None
+    if not source.is_dir():
+        files.decode_file(source, target, codec, options, float32, force)
+        return
+    pairs = files.plan_tree(source, target, ".wav", lambda d: sorted(d.rglob("*.mlc")))
+    _run_tree(pairs, lambda s, t: files.decode_file(s, t, codec, options, float32, force), "decode")
+
+
+def _parse_rate(value: str) -> int | str | None:
+    if value == "source":
+        return "source"
+    try:
+        rate = int(value)
+    except ValueError:
+        raise UsageError(
+            f"--sample-rate must be a number of Hz or 'source', got {value!r}"
+        ) from None
+    if not 8000 <= rate <= 192000:
+        raise UsageError(f"--sample-rate must be from 8000 to 192000 Hz, got {rate}")
+    return None if rate == 16000 else rate
+
+
+def _run_tree(pairs, work, label: str) -> None:
+    if not pairs:
+        raise UsageError("no input files found in the folder")
+    bar = Progress(len(pairs), label)
+    outcomes = files.run_tree(pairs, work, lambda n, o: bar.update(n, o.source.name))
+    bar.close()
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        click.echo(f"melcodec: {o.source}: {o.error}", err=True)
+    click.echo(f"{label}d {len(outcomes) - len(failed)} of {len(outcomes)} files", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(path: Path, as_json: bool) -> None:
+    """Show an .mlc file's header, duration and real bitrate."""
+    summary = describe(path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command()
+def models() -> None:
+    """List the shipped and user models that --model NAME finds."""
+    for name in zoo.available():
+        try:
+            m = zoo.load_model(name)
+        except MelcodecError as exc:
+            click.echo(f"{name}: {exc}")
+            continue
+        card = m.card
+        val = card.get("validation", {})
+        click.echo(
+            f"{name:<16} loss={card.get('loss')} data={card.get('data')} "
+            f"steps={card.get('steps')} sha256={m.sha256.hex()[:12]} "
+            + " ".join(f"{k}={v:.4g}" for k, v in val.items())
+        )
+
+
+@cli.command()
+@click.option("--loss", required=True, help="mse, nlpd or msssim.")
+@click.option("--data", "data_", required=True, help="'noise' or a folder of audio files.")
+@click.option(
+    "--recipe",
+    default=DEFAULT_RECIPE,
+    show_default=True,
+    type=click.Choice(sorted(RECIPES)),
+    help="'paper' is the paper as written; see docs/training.md.",
+)
+@click.option("--steps", type=int, help="Optimiser steps [recipe].")
+@click.option("--batch-size", type=int, help="Global batch size [recipe].")
+@click.option("--crop", type=int, help="Square crop side, a multiple of 16 [recipe].")
+@click.option("--lr", type=float, help="Learning rate [recipe].")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True
+)
+@click.option("--name", default=None, help="Model name written into the card.")
+@click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--val-every", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--val-data", default=None, help="Folder of audio for validation tiles.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+def train(
+    loss, data_, recipe, steps, batch_size, crop, lr, seed, out, name, device, checkpoint_every,
+    val_every, val_data, resume,
+) -> None:  # fmt: skip
+    """Train an autoencoder (the paper's recipe or ours); writes OUT/model.pt."""
+    from . import train as training
+
+    chosen = RECIPES[recipe].with_overrides(steps=steps, batch_size=batch_size, crop=crop, lr=lr)
+    opts = training.RunOptions(
+        loss=loss,
+        data=data_,
+        recipe=chosen,
+        out=out,
+        seed=seed,
+        device=device,
+        checkpoint_every=checkpoint_every,
+        val_every=val_every,
+        val_data=val_data,
+        resume=resume,
+        name=name,
+    )
+    training.train(opts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 1."""
+    try:
+        cli.main(args=argv, prog_name="melcodec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("melcodec: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MelcodecError as exc:
+        click.echo(f"melcodec: error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(
+            f"melcodec: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True
+        )
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("melcodec: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,183 @@
+"""The encode/decode pipeline: waveform <-> .mlc bytes with one model.
+
+encode: 16 kHz mono -> scaled log-mel tiles -> encoder bits -> probability
+        model -> chunks -> container
+decode: container -> bits -> decoder -> unscale -> inverse mel -> Griffin-Lim
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import audio, bitstream, entropy, frontend, tiles
+from .errors import FormatError, ModelError
+from .mel import MEL
+from .model import DOWNSAMPLING
+from .zoo import LoadedModel, load_model
+
+# Tiles through the networks at once: bounds memory on hour-long files.
+NETWORK_BATCH = 8
+DEFAULT_GL_ITERS = 32
+DEFAULT_GL_MOMENTUM = 0.99
+
+
+@dataclass
+class DecodeOptions:
+    gl_iters: int = DEFAULT_GL_ITERS
+    gl_momentum: float = DEFAULT_GL_MOMENTUM
+    seed: int = 0
+    # None: 16 kHz; "source": the rate in the header; or an integer rate.
+    sample_rate: int | str | None = None
+
+
+class Codec:
+    """A model plus its probability model: ``encode(wave, rate)``, ``decode(data)``."""
+
+    def __init__(self, model: LoadedModel, prob_model_id: int | None = None):
+        self.model = model
+        if prob_model_id is None:
+            prob_model_id = entropy.best_model_id(model.probability)
+        self.prob = entropy.probability_model(prob_model_id, model.probability)
+        c = model.net.cfg.latent_channels
+        side = MEL.n_mels // DOWNSAMPLING
+        self.latent_shape = (c, side, side)
+
+    @classmethod
+    def load(cls, name_or_path: str = "default") -> Codec:
+        return cls(load_model(name_or_path))
+
+    # -- encoding ---------------------------------------------------------
+    def encode(
+        self, wave: torch.Tensor | np.ndarray, sample_rate: int, progress: Callable | None = None
+    ) -> bytes:
+        """Waveform ``[samples]`` or ``[samples, channels]`` at any rate -> .mlc bytes."""
+        data = np.asarray(wave, dtype=np.float32)
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2 or data.shape[0] == 0:
+            raise ValueError("expected a non-empty waveform [samples] or [samples, channels]")
+        mono = audio.resample(audio.to_mono(data), sample_rate, MEL.sample_rate)
+        return self.encode_16k(mono, sample_rate, data.shape[0], progress)
+
+    def encode_16k(
+        self,
+        wave: torch.Tensor,
+        source_rate: int,
+        source_samples: int,
+        progress: Callable | None = None,
+    ) -> bytes:
+        analysis = frontend.analyse(wave)
+        bits = self.tile_bits(analysis.scaled, progress)
+        chunks = []
+        for i in range(len(bits)):
+            coding, payload = self.prob.encode(bits[i])
+            chunks.append(
+                bitstream.Chunk(float(analysis.lo[i]), float(analysis.hi[i]), coding, payload)
+            )
+        header = self._header(source_rate, source_samples, wave.numel(), len(chunks))
+        out = io.BytesIO()
+        bitstream.write(out, header, chunks)
+        return out.getvalue()
+
+    def tile_bits(self, scaled: torch.Tensor, progress: Callable | None = None) -> np.ndarray:
+        """Scaled tiles ``[n, 256, 256]`` -> bits ``[n, C, 16, 16]`` (uint8)."""
+        out = []
+        for i in range(0, len(scaled), NETWORK_BATCH):
+            x = scaled[i : i + NETWORK_BATCH].unsqueeze(1)
+            out.append(self.model.net.encode_bits(x).numpy())
+            if progress:
+                progress(min(i + NETWORK_BATCH, len(scaled)), len(scaled))
+        return np.concatenate(out)
+
+    def _header(self, source_rate: int, source_samples: int, samples: int, count: int):
+        return bitstream.Header(
+            model_name=self.model.name,
+            model_sha256=self.model.sha256,
+            prob_model_id=self.prob.id,
+            sample_rate=MEL.sample_rate,
+            n_fft=MEL.n_fft,
+            hop_length=MEL.hop_length,
+            n_mels=MEL.n_mels,
+            tile_frames=tiles.TILE_FRAMES,
+            f_min=MEL.f_min,
+            f_max=MEL.f_max,
+            log_eps=MEL.log_eps,
+            source_sample_rate=source_rate,
+            source_num_samples=source_samples,
+            num_samples=samples,
+            num_tiles=count,
+        )
+
+    # -- decoding ---------------------------------------------------------
+    def decode(self, data: bytes, options: DecodeOptions | None = None) -> tuple[torch.Tensor, int]:
+        """.mlc bytes -> (waveform, sample rate)."""
+        options = options or DecodeOptions()
+        reader = self.open(io.BytesIO(data))
+        logmel = self.decode_logmel(reader)
+        wave = frontend.synthesise(
+            logmel, reader.header.num_samples, options.gl_iters, options.gl_momentum, options.seed
+        )
+        return self._output_rate(wave, reader.header, options.sample_rate)
+
+    def open(self, fh) -> bitstream.Reader:
+        """Parse a container and check that it was made with this model and front end."""
+        reader = bitstream.Reader(fh)
+        h = reader.header
+        if h.model_name != self.model.name or h.model_sha256 != self.model.sha256:
+            raise ModelError(
+                f"file was made with model {h.model_name!r} ({h.model_sha256.hex()[:12]}), "
+                f"not {self.model.name!r} ({self.model.sha256.hex()[:12]}): pass --model"
+            )
+        expected = self._header(
+            h.source_sample_rate, h.source_num_samples, h.num_samples, len(reader)
+        )
+        if (h.sample_rate, h.n_fft, h.hop_length, h.n_mels, h.tile_frames) != (
+            expected.sample_rate,
+            expected.n_fft,
+            expected.hop_length,
+            expected.n_mels,
+            expected.tile_frames,
+        ):
+            raise FormatError("file uses mel parameters this version cannot decode")
+        if len(reader) != frontend.num_tiles(h.num_samples):
+            raise FormatError(f"corrupt header: {len(reader)} tiles for {h.num_samples} samples")
+        if h.prob_model_id != self.prob.id:
+            self.prob = entropy.probability_model(h.prob_model_id, self.model.probability)
+        return reader
+
+    def read_bits(self, reader: bitstream.Reader, index: int) -> tuple[np.ndarray, float, float]:
+        chunk = reader.chunk(index)
+        bits = self.prob.decode(chunk.coding, chunk.payload, self.latent_shape)
+        return bits, chunk.lo, chunk.hi
+
+    def decode_tiles(self, bits: np.ndarray) -> torch.Tensor:
+        """Bits ``[n, C, 16, 16]`` -> scaled tiles ``[n, 256, 256]``."""
+        out = []
+        for i in range(0, len(bits), NETWORK_BATCH):
+            b = torch.from_numpy(np.ascontiguousarray(bits[i : i + NETWORK_BATCH]))
+            out.append(self.model.net.decode_bits(b)[:, 0])
+        return torch.cat(out)
+
+    def decode_logmel(self, reader: bitstream.Reader) -> torch.Tensor:
+        parts = [self.read_bits(reader, i) for i in range(len(reader))]
+        bits = np.stack([p[0] for p in parts])
+        lo = torch.tensor([p[1] for p in parts])
+        hi = torch.tensor([p[2] for p in parts])
+        return tiles.join(tiles.unscale(self.decode_tiles(bits), lo, hi))
+
+    @staticmethod
+    def _output_rate(
+        wave: torch.Tensor, header: bitstream.Header, rate
+    ) -> tuple[torch.Tensor, int]:
+        if rate is None:
+            return wave, header.sample_rate
+        target = header.source_sample_rate if rate == "source" else int(rate)
+        out = audio.resample(wave, header.sample_rate, target)
+        if target == header.source_sample_rate:
+            out = audio.fit_length(out, header.source_num_samples)
+        return out, target

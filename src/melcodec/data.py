@@ -1,0 +1,146 @@
+"""Training data: uniform noise images, or music clips through the codec's front end.
+
+Both are addressed by (step, rank), so a run is reproducible, a resumed run
+draws the same batches as an uninterrupted one, and DDP ranks draw different data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from . import frontend, mel, tiles
+from .errors import AudioError, UsageError
+
+CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)  # 67,328 = 4.208 s at 16 kHz
+# A clip whose log-mel range is below this (about 30 dB) is silence or near it.
+MIN_CLIP_RANGE = 3.5
+CACHE_VERSION = 1
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ""}
+
+
+class NoiseImages:
+    """The paper's noise set: ``size`` i.i.d. U[0, 1] images, or fresh ones (size 0).
+
+    Image i is generated from its own seed, so no set is stored and any device
+    draws the same images.
+    """
+
+    def __init__(self, size: int, seed: int, device: torch.device):
+        self.size, self.seed, self.device = size, seed, device
+
+    def batch(self, step: int, rank: int, batch: int, crop: int) -> torch.Tensor:
+        gen = torch.Generator(device=self.device)
+        if self.size == 0:
+            gen.manual_seed(_mix(self.seed, step, rank))
+            return torch.rand(batch, 1, crop, crop, generator=gen, device=self.device)
+        index = _indexes(self.size, self.seed, step, rank, batch)
+        out = torch.empty(batch, 1, crop, crop, device=self.device)
+        for row, i in enumerate(index.tolist()):
+            gen.manual_seed(_mix(self.seed, -1, i))
+            out[row] = torch.rand(1, crop, crop, generator=gen, device=self.device)
+        return out
+
+
+class ClipTiles:
+    """Scaled 256x256 log-mel tiles of music clips, with random crops per batch."""
+
+    def __init__(self, tiles_: torch.Tensor, seed: int, device: torch.device):
+        self.tiles, self.seed, self.device = tiles_, seed, device
+
+    def batch(self, step: int, rank: int, batch: int, crop: int) -> torch.Tensor:
+        index = _indexes(len(self.tiles), self.seed, step, rank, batch)
+        gen = torch.Generator().manual_seed(_mix(self.seed, step, rank + 1000))
+        size = self.tiles.shape[-1]
+        offs = torch.randint(0, size - crop + 1, (batch, 2), generator=gen).tolist()
+        rows = [
+            self.tiles[i, :, a : a + crop, b : b + crop]
+            for i, (a, b) in zip(index, offs, strict=True)
+        ]
+        return torch.stack(rows).float().to(self.device)
+
+
+def _mix(*parts: int) -> int:
+    digest = hashlib.sha256(json.dumps(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _indexes(size: int, seed: int, step: int, rank: int, batch: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(_mix(seed, step, rank))
+    return torch.randint(0, size, (batch,), generator=gen)
+
+
+def find_audio(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in AUDIO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def load_clips(
+    folder: str | os.PathLike,
+    cache: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Cut every audio file of ``folder`` into 4.208 s clips -> ``[n, 1, 256, 256]`` fp16.
+
+    The result is cached in one tensor file keyed by the file list and the front
+    end, so later epochs and runs decode no audio. Returns (tiles, stats).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"data folder does not exist: {folder}")
+    files = find_audio(folder)
+    if not files:
+        raise UsageError(f"no audio files in {folder}")
+    key = _cache_key(files)
+    cache_path = Path(cache) if cache else folder / f".melcodec-clips-{key[:16]}.pt"
+    if cache_path.exists():
+        saved = torch.load(cache_path, weights_only=True)
+        if saved.get("key") == key:
+            return saved["tiles"], saved["stats"]
+    kept: list[torch.Tensor] = []
+    stats = {"files_found": len(files), "files_used": 0, "files_unreadable": 0}
+    stats |= {"clips_used": 0, "clips_silent": 0}
+    for n, path in enumerate(files):
+        if progress:
+            progress(n, len(files))
+        try:
+            wave, _, _ = frontend.load(path)
+        except AudioError:
+            stats["files_unreadable"] += 1
+            continue
+        count = wave.numel() // CLIP_SAMPLES
+        if count == 0:
+            continue
+        clips = wave[: count * CLIP_SAMPLES].reshape(count, CLIP_SAMPLES)
+        logmel = mel.log_mel(clips)
+        loud = (logmel.amax(dim=(1, 2)) - logmel.amin(dim=(1, 2))) >= MIN_CLIP_RANGE
+        stats["clips_silent"] += int((~loud).sum())
+        if loud.any():
+            scaled, _, _ = tiles.scale(logmel[loud])
+            kept.append(scaled.half().unsqueeze(1))
+            stats["files_used"] += 1
+    if not kept:
+        raise UsageError(f"no usable audio in {folder} ({len(files)} candidate files)")
+    result = torch.cat(kept)
+    stats["clips_used"] = len(result)
+    stats["hours"] = round(len(result) * CLIP_SAMPLES / mel.MEL.sample_rate / 3600, 3)
+    torch.save({"key": key, "tiles": result, "stats": stats}, cache_path)
+    return result, stats
+
+
+def _cache_key(files: list[Path]) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION} {mel.MEL.to_dict()} {CLIP_SAMPLES}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()

@@ -1,0 +1,111 @@
+"""File-level encode/decode, single files or folder trees, as the CLI offers them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import audio, bitstream, frontend
+from .atomic import atomic_write
+from .codec import Codec, DecodeOptions
+from .errors import MelcodecError, UsageError
+from .zoo import load_model
+
+MLC_SUFFIX = ".mlc"
+
+
+@dataclass
+class Outcome:
+    source: Path
+    target: Path
+    error: str | None = None
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise UsageError(f"output exists: {target} (use --force to overwrite)")
+    if not target.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {target.parent}")
+
+
+def encode_file(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    model: str | Codec = "default",
+    force: bool = False,
+) -> Path:
+    """Encode one audio file to an .mlc file; returns the path written."""
+    source, target = Path(source), Path(target)
+    if target.is_dir():
+        target = target / (source.stem + MLC_SUFFIX)
+    _check_target(target, force)
+    codec = model if isinstance(model, Codec) else Codec.load(model)
+    wave, rate, length = frontend.load(source)
+    payload = codec.encode_16k(wave, rate, length)
+    atomic_write(target, lambda fh: fh.write(payload))
+    return target
+
+
+def decode_file(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    model: str | Codec | None = None,
+    options: DecodeOptions | None = None,
+    float32: bool = False,
+    force: bool = False,
+) -> Path:
+    """Decode an .mlc file to WAV or FLAC; the model defaults to the one named inside."""
+    source, target = Path(source), Path(target)
+    if target.is_dir():
+        target = target / (source.stem + ".wav")
+    _check_target(target, force)
+    audio.check_output_path(target, float32)
+    data = read_mlc(source)
+    if model is None:
+        model = read_header(source).model_name
+    codec = model if isinstance(model, Codec) else Codec(load_model(model))
+    wave, rate = codec.decode(data, options)
+    audio.write_audio(target, wave, rate, float32)
+    return target
+
+
+def read_mlc(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    return path.read_bytes()
+
+
+def read_header(path: str | os.PathLike) -> bitstream.Header:
+    path = Path(path)
+    read_mlc(path)
+    with open(path, "rb") as fh:
+        return bitstream.Reader(fh).header
+
+
+def plan_tree(source: Path, target: Path, suffix: str, find: Callable[[Path], list[Path]]):
+    """Pairs (input, output) that mirror ``source``'s tree under ``target``."""
+    if not target.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {target.parent}")
+    return [(p, (target / p.relative_to(source)).with_suffix(suffix)) for p in find(source)]
+
+
+def run_tree(
+    pairs: list[tuple[Path, Path]],
+    work: Callable[[Path, Path], object],
+    progress: Callable[[int, Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run ``work`` on each pair, collecting per-file errors instead of stopping."""
+    outcomes = []
+    for n, (src, dst) in enumerate(pairs, 1):
+        outcome = Outcome(src, dst)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            work(src, dst)
+        except (MelcodecError, OSError) as exc:
+            outcome.error = str(exc)
+        outcomes.append(outcome)
+        if progress:
+            progress(n, outcome)
+    return outcomes

@@ -1,0 +1,41 @@
+"""What ``melcodec info`` prints: an .mlc file's header, size and real bitrate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import bitstream
+from .errors import UsageError
+
+
+def describe(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        reader = bitstream.Reader(fh)
+        chunks = [reader.chunk(i) for i in range(len(reader))]
+    h = reader.header
+    seconds = h.num_samples / h.sample_rate
+    payload = sum(len(c.payload) for c in chunks)
+    pixels = h.num_tiles * h.n_mels * h.tile_frames
+    return {
+        "file": str(path),
+        "bytes": size,
+        "model": h.model_name,
+        "model_sha256": h.model_sha256.hex(),
+        "probability_model": h.prob_model_id,
+        "tiles": h.num_tiles,
+        "raw_tiles": sum(c.coding == 0 for c in chunks),
+        "duration_s": round(seconds, 3),
+        "source_sample_rate": h.source_sample_rate,
+        "source_samples": h.source_num_samples,
+        "samples_16k": h.num_samples,
+        "mel": f"{h.n_mels} bands, n_fft {h.n_fft}, hop {h.hop_length}, {h.sample_rate} Hz",
+        "kbit_per_s": round(size * 8 / seconds / 1000, 3) if seconds else None,
+        "payload_kbit_per_s": round(payload * 8 / seconds / 1000, 3) if seconds else None,
+        "bits_per_pixel": round(size * 8 / pixels, 4),
+        "overhead_bytes": size - payload,
+    }

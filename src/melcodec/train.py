@@ -1,0 +1,264 @@
+"""``melcodec train``: the paper's training loop on CPU, one GPU, or many (DDP).
+
+Run under ``torchrun --nproc_per_node N -m melcodec train ...`` for DDP: each
+rank draws its own share of the global batch, and rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from . import data, metrics, zoo
+from .atomic import atomic_write
+from .errors import UsageError
+from .model import DOWNSAMPLING, Autoencoder
+from .progress import Progress
+from .recipes import Recipe
+
+VALIDATION_TILES = 16
+
+
+@dataclass
+class RunOptions:
+    loss: str
+    data: str  # "noise" or a folder of audio
+    recipe: Recipe
+    out: Path
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 100
+    val_every: int = 100
+    val_data: str | None = None
+    resume: bool = False
+    name: str | None = None
+    quiet: bool = False
+
+
+def validate(opts: RunOptions) -> None:
+    """Reject bad options before any work starts."""
+    r = opts.recipe
+    if opts.loss not in metrics.LOSSES:
+        raise UsageError(f"unknown loss {opts.loss!r}; choose from {', '.join(metrics.LOSSES)}")
+    if r.batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {r.batch_size}")
+    if r.crop < 64 or r.crop > 256 or r.crop % DOWNSAMPLING:
+        raise UsageError(f"crop must be a multiple of {DOWNSAMPLING} from 64 to 256, got {r.crop}")
+    if r.steps < 1:
+        raise UsageError(f"steps must be at least 1, got {r.steps}")
+    if not r.lr > 0:
+        raise UsageError(f"learning rate must be positive, got {r.lr}")
+    if opts.data != "noise" and not Path(opts.data).is_dir():
+        raise UsageError(f"data must be 'noise' or a folder of audio files: {opts.data}")
+    if opts.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {opts.device!r}")
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def _lr_factor(recipe: Recipe, step: int) -> float:
+    if recipe.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
+    return 1.0
+
+
+def _load_data(
+    opts: RunOptions, device: torch.device, rank: int, log
+) -> tuple[object, torch.Tensor]:
+    """Training source and the held-out validation tiles ``[n, 1, 256, 256]``."""
+    r = opts.recipe
+    if opts.data == "noise":
+        source = data.NoiseImages(r.noise_images, opts.seed, device)
+        val = data.NoiseImages(0, opts.seed + 1, torch.device("cpu"))
+        val_tiles = val.batch(0, 0, VALIDATION_TILES, 256)
+    else:
+        bar = Progress(0, "reading audio") if rank == 0 and not opts.quiet else None
+        clips, stats = data.load_clips(opts.data, progress=_bar_callback(bar))
+        if bar:
+            bar.close()
+        log(f"data: {json.dumps(stats)}")
+        # Every 20th clip is held out for validation and never trained on.
+        held = torch.zeros(len(clips), dtype=torch.bool)
+        held[::20] = True
+        if held.all():
+            held[:] = False
+        source = data.ClipTiles(clips[~held], opts.seed, device)
+        val_tiles = clips[held][:VALIDATION_TILES].float()
+    if opts.val_data:
+        val_clips, _ = data.load_clips(opts.val_data)
+        val_tiles = val_clips[:VALIDATION_TILES].float()
+    return source, val_tiles
+
+
+@torch.no_grad()
+def evaluate(net: Autoencoder, tiles: torch.Tensor, batch: int = 8) -> dict[str, float]:
+    """All three metrics in eval mode with the hard quantiser, as the codec runs it."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    values: dict[str, list[torch.Tensor]] = {k: [] for k in metrics.METRICS}
+    for i in range(0, len(tiles), batch):
+        x = tiles[i : i + batch].to(device)
+        y = net(x)
+        for k, fn in metrics.METRICS.items():
+            values[k].append(fn(y, x).cpu())
+    net.train(was_training)
+    return {k: float(torch.cat(v).mean()) for k, v in values.items()}
+
+
+def train(opts: RunOptions) -> Path:
+    """Run (or resume) a training run; returns the model file written by rank 0."""
+    validate(opts)
+    rank, world, local_rank = _distributed()
+    r = opts.recipe
+    if r.batch_size % world:
+        raise UsageError(f"batch size {r.batch_size} does not split over {world} processes")
+    device = _device(opts.device, local_rank)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    out = Path(opts.out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        if is_main and not opts.quiet:
+            print(msg, flush=True)
+
+    torch.manual_seed(opts.seed)
+    random.seed(opts.seed)
+    net = Autoencoder(r.arch).to(device).to(memory_format=torch.channels_last)
+    optim = torch.optim.AdamW(net.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+    ckpt_path = out / "checkpoint.pt"
+    start = 0
+    elapsed = 0.0
+    if opts.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["weights"])
+        optim.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start, elapsed = state["step"], state["elapsed"]
+        log(f"resumed from {ckpt_path} at step {start}")
+    model = DistributedDataParallel(net) if world > 1 else net
+    source, val_tiles = _load_data(opts, device, rank, log)
+    loss_fn = metrics.LOSSES[opts.loss]
+    local_batch = r.batch_size // world
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    log_file = open(out / "log.jsonl", "a") if is_main else None  # noqa: SIM115
+    bar = Progress(r.steps, "train", start=start) if is_main and not opts.quiet else None
+    val_metrics: dict[str, float] = {}
+    t_start = time.monotonic() - elapsed
+    for step in range(start, r.steps):
+        for group in optim.param_groups:
+            group["lr"] = r.lr * _lr_factor(r, step)
+        x = source.batch(step, rank, local_batch, r.crop).contiguous(
+            memory_format=torch.channels_last
+        )
+        t0 = time.monotonic()
+        with autocast:
+            y = model(x)
+        loss = loss_fn(y.float(), x).mean()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        loss_value = _global_mean(loss.detach(), world)
+        dt = time.monotonic() - t0
+        done = step + 1
+        record = {"step": done, "loss": loss_value, "lr": optim.param_groups[0]["lr"]}
+        record |= {"seconds": round(dt, 4), "images_per_s": round(r.batch_size / dt, 2)}
+        if done % opts.val_every == 0 or done == r.steps:
+            val_metrics = evaluate(net, val_tiles)
+            record["val"] = val_metrics
+        if log_file:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+        if bar:
+            bar.update(done, f"loss {loss_value:.4f} {r.batch_size / dt:.1f} img/s")
+        if is_main and (done % opts.checkpoint_every == 0) and done < r.steps:
+            _checkpoint(ckpt_path, net, optim, done, time.monotonic() - t_start)
+    if bar:
+        bar.close()
+    wall = time.monotonic() - t_start
+    model_path = out / "model.pt"
+    if is_main:
+        card = {
+            "name": opts.name or f"{opts.loss}-{'noise' if opts.data == 'noise' else 'music'}",
+            "loss": opts.loss,
+            "data": "noise" if opts.data == "noise" else Path(opts.data).name,
+            "steps": r.steps,
+            "batch_size": r.batch_size,
+            "crop": r.crop,
+            "seed": opts.seed,
+            "device": _device_name(device, world),
+            "wall_time_s": round(wall, 1),
+            "validation": val_metrics,
+            "torch": str(torch.__version__),
+        }
+        zoo.save_model(model_path, net, card, r.to_dict())
+        _checkpoint(ckpt_path, net, optim, r.steps, wall)
+        log(f"wrote {model_path} (validation: {json.dumps(val_metrics)})")
+    if log_file:
+        log_file.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return model_path
+
+
+def _bar_callback(bar: Progress | None):
+    if bar is None:
+        return None
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done)
+
+    return update
+
+
+def _global_mean(value: torch.Tensor, world: int) -> float:
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def _checkpoint(path: Path, net, optim, step: int, elapsed: float) -> None:
+    state = {
+        "weights": net.state_dict(),
+        "optimizer": optim.state_dict(),
+        "rng": torch.get_rng_state(),
+        "step": step,
+        "elapsed": elapsed,
+    }
+    atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def _device_name(device: torch.device, world: int) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"cpu x{torch.get_num_threads()} threads"
+    return f"{world} x {name}" if world > 1 else name

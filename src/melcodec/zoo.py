@@ -1,0 +1,113 @@
+"""Model files: saving, finding by name or path, verifying by SHA-256.
+
+A model file is a plain ``torch.save`` dict of tensors and JSON-able values, so it
+loads with ``weights_only=True`` (no code runs on load) and ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_write
+from .errors import ModelError
+from .model import ArchConfig, Autoencoder
+
+FORMAT = "melcodec-model"
+FORMAT_VERSION = 1
+DEFAULT_MODEL = "default"
+_REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    sha256: bytes
+    path: Path
+    net: Autoencoder
+    card: dict
+    recipe: dict
+    probability: dict | None = field(default=None)
+
+
+def model_dirs() -> list[Path]:
+    """Where names are looked up: $MELCODEC_MODELS (colon-separated), then models/."""
+    extra = os.environ.get("MELCODEC_MODELS", "")
+    return [Path(p) for p in extra.split(os.pathsep) if p] + [_REPO_MODELS]
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".pt" or os.sep in str(name_or_path) or candidate.exists():
+        if not candidate.is_file():
+            raise ModelError(f"model file not found: {candidate}")
+        return candidate
+    for folder in model_dirs():
+        path = folder / f"{name_or_path}.pt"
+        if path.is_file():
+            return path
+    raise ModelError(f"unknown model {str(name_or_path)!r}; available: {', '.join(available())}")
+
+
+def available() -> list[str]:
+    names = {p.stem for d in model_dirs() if d.is_dir() for p in d.glob("*.pt")}
+    return sorted(names) or ["(none)"]
+
+
+def file_sha256(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
+    path = resolve(name_or_path)
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"not a melcodec model file: {path} ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"not a melcodec model file: {path}")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"model file version {blob.get('format_version')} is not supported")
+    try:
+        net = Autoencoder(ArchConfig.from_dict(blob["arch"]))
+        net.load_state_dict(blob["weights"], strict=True)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"model file {path} does not match its architecture: {exc}") from None
+    net.to(device).eval()
+    card = blob.get("card", {})
+    return LoadedModel(
+        name=card.get("name", path.stem),
+        sha256=file_sha256(path),
+        path=path,
+        net=net,
+        card=card,
+        recipe=blob.get("recipe", {}),
+        probability=blob.get("probability"),
+    )
+
+
+def save_model(
+    path: str | os.PathLike,
+    net: Autoencoder,
+    card: dict,
+    recipe: dict,
+    probability: dict | None = None,
+) -> bytes:
+    """Write a model file atomically; returns its SHA-256."""
+    path = Path(path)
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    blob = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": net.cfg.to_dict(),
+        "weights": weights,
+        "recipe": recipe,
+        "card": card,
+        "probability": probability,
+    }
+    atomic_write(path, lambda fh: torch.save(blob, fh))
+    return file_sha256(path)
