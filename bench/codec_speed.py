@@ -1,0 +1,83 @@
+"""Encode and decode speed of the codec as real-time factors, on music-dev.
+
+Medians over clips of (clip duration / wall time); decode is split into the
+network (bits -> tiles), inverse mel, and Griffin-Lim. Also records each
+file's size against the 4,096-byte-per-tile bound.
+
+    python bench/codec_speed.py [--model default] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+from common import machine, median, music_dev, save
+
+from melcodec import Codec, audio, bitstream, frontend, mel
+from melcodec.codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
+from melcodec.griffinlim import griffin_lim
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per clip; the median is kept")
+    args = ap.parse_args()
+    codec = Codec.load(args.model)
+    keys = ("encode", "decode", "network", "inverse_mel", "griffin_lim")
+    rtf: dict[str, list[float]] = {k: [] for k in keys}
+    sizes = []
+    for path in music_dev():
+        data, rate = audio.read_audio(path)
+        seconds = data.shape[0] / rate
+        runs: dict[str, list[float]] = {k: [] for k in keys}
+        for _ in range(args.repeats):
+            blob, t_enc = timed(codec.encode, data, rate)
+            _, t_dec = timed(codec.decode, blob)
+            reader = codec.open(io.BytesIO(blob))
+            logmel, t_net = timed(codec.decode_logmel, reader)
+            mag, t_inv = timed(mel.inverse_log_mel, logmel)
+            n = reader.header.num_samples
+            _, t_gl = timed(griffin_lim, mag, n, DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM)
+            for k, t in zip(keys, (t_enc, t_dec, t_net, t_inv, t_gl), strict=True):
+                runs[k].append(seconds / t)
+        for k in keys:
+            rtf[k].append(median(runs[k]))
+        count = frontend.num_tiles(reader.header.num_samples)
+        sizes.append({"clip": path.name, "bytes": len(blob), "tiles": count})
+    summary = {k: median(v) for k, v in rtf.items()}
+    worst = max(s["bytes"] - 4096 * s["tiles"] for s in sizes)
+    m = machine()
+    name_len = len(codec.model.name.encode())
+    lines = [
+        f"Codec speed on {len(sizes)} music-dev clips (4.2 s each), model `{codec.model.name}`, "
+        f"{args.repeats} runs per clip; {m['cpu']}, {m['torch_threads']} threads, "
+        f"torch {m['torch']}, {m['date']}. x real time = audio seconds per wall second "
+        "(median over clips).",
+        "",
+        "| stage | x real time |",
+        "|---|---|",
+        f"| encode (resample, mel, encoder, coding, container) | {summary['encode']:.1f} |",
+        f"| decode, whole ({DEFAULT_GL_ITERS} Griffin-Lim iterations) | {summary['decode']:.1f} |",
+        f"| decode: bits -> mel tiles (entropy decoding, network) | {summary['network']:.1f} |",
+        f"| decode: inverse mel | {summary['inverse_mel']:.0f} |",
+        f"| decode: Griffin-Lim | {summary['griffin_lim']:.1f} |",
+        "",
+        f"File size: at most {worst:+d} bytes against 4,096 bytes per tile "
+        f"(container: {bitstream.header_size(reader.header) - 4 * count} bytes per file with a "
+        f"{name_len}-byte model name, plus {4 + bitstream.chunk_overhead()} bytes per tile).",
+    ]
+    payload = {"machine": m, "model": codec.model.name, "realtime_factor": summary, "files": sizes}
+    save("codec_speed", payload, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
