@@ -139,6 +139,8 @@ class Reader:
         except UnicodeDecodeError:
             raise FormatError("header is corrupt (model name is not UTF-8)") from None
         self.header = Header(model_name, values[13], values[12], *values[:12])
+        if min(values[:5]) == 0 or tiles == 0:
+            raise FormatError("corrupt header: a zero rate, size or tile count")
         self.lengths = [_U32.unpack_from(table, 4 * i)[0] for i in range(tiles)]
         self.data_start = fh.tell()
         self.offsets = [self.data_start]

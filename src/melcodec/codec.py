@@ -146,13 +146,25 @@ class Codec:
             raise FormatError("file uses mel parameters this version cannot decode")
         if len(reader) != frontend.num_tiles(h.num_samples):
             raise FormatError(f"corrupt header: {len(reader)} tiles for {h.num_samples} samples")
-        if h.prob_model_id != self.prob.id:
-            self.prob = entropy.probability_model(h.prob_model_id, self.model.probability)
+        if not audio.MIN_RATE <= h.source_sample_rate <= audio.MAX_RATE:
+            raise FormatError(f"corrupt header: source sample rate {h.source_sample_rate} Hz")
+        if audio.resampled_length(h.source_num_samples, h.source_sample_rate, MEL.sample_rate) != (
+            h.num_samples
+        ):
+            raise FormatError("corrupt header: source length and 16 kHz length disagree")
+        self._prob_for(h.prob_model_id)
         return reader
+
+    def _prob_for(self, model_id: int):
+        """The probability model a file names; the codec's own stays as it is."""
+        if model_id == self.prob.id:
+            return self.prob
+        return entropy.probability_model(model_id, self.model.probability)
 
     def read_bits(self, reader: bitstream.Reader, index: int) -> tuple[np.ndarray, float, float]:
         chunk = reader.chunk(index)
-        bits = self.prob.decode(chunk.coding, chunk.payload, self.latent_shape)
+        prob = self._prob_for(reader.header.prob_model_id)
+        bits = prob.decode(chunk.coding, chunk.payload, self.latent_shape)
         return bits, chunk.lo, chunk.hi
 
     def decode_tiles(self, bits: np.ndarray) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Training data: uniform noise images, or music clips through the codec's front end.
 
-Both are addressed by (step, rank), so a run is reproducible, a resumed run
-draws the same batches as an uninterrupted one, and DDP ranks draw different data.
+Both are addressed by (step, row of the global batch): a run is reproducible, a
+resumed run draws the same batches as an uninterrupted one, and DDP ranks each
+draw their own rows of the same global batch that one process would draw.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)  # 67,328 = 4.208 s at 16 kH
 # A clip whose log-mel range is below this (about 30 dB) is silence or near it.
 MIN_CLIP_RANGE = 3.5
 CACHE_VERSION = 1
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ""}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
 
 
 class NoiseImages:
@@ -34,15 +35,17 @@ class NoiseImages:
     def __init__(self, size: int, seed: int, device: torch.device):
         self.size, self.seed, self.device = size, seed, device
 
-    def batch(self, step: int, rank: int, batch: int, crop: int) -> torch.Tensor:
+    def batch(self, step: int, start: int, count: int, crop: int) -> torch.Tensor:
+        """Rows ``start:start+count`` of the global batch of ``step``."""
+        if self.size:
+            ids = _indexes(self.size, self.seed, step, start + count)[start:].tolist()
+            seeds = [_mix(self.seed, -1, i) for i in ids]
+        else:
+            seeds = [_mix(self.seed, step, start + row) for row in range(count)]
         gen = torch.Generator(device=self.device)
-        if self.size == 0:
-            gen.manual_seed(_mix(self.seed, step, rank))
-            return torch.rand(batch, 1, crop, crop, generator=gen, device=self.device)
-        index = _indexes(self.size, self.seed, step, rank, batch)
-        out = torch.empty(batch, 1, crop, crop, device=self.device)
-        for row, i in enumerate(index.tolist()):
-            gen.manual_seed(_mix(self.seed, -1, i))
+        out = torch.empty(count, 1, crop, crop, device=self.device)
+        for row, s in enumerate(seeds):
+            gen.manual_seed(s)
             out[row] = torch.rand(1, crop, crop, generator=gen, device=self.device)
         return out
 
@@ -53,34 +56,42 @@ class ClipTiles:
     def __init__(self, tiles_: torch.Tensor, seed: int, device: torch.device):
         self.tiles, self.seed, self.device = tiles_, seed, device
 
-    def batch(self, step: int, rank: int, batch: int, crop: int) -> torch.Tensor:
-        index = _indexes(len(self.tiles), self.seed, step, rank, batch)
-        gen = torch.Generator().manual_seed(_mix(self.seed, step, rank + 1000))
+    def batch(self, step: int, start: int, count: int, crop: int) -> torch.Tensor:
+        """Rows ``start:start+count`` of the global batch of ``step``."""
+        index = _indexes(len(self.tiles), self.seed, step, start + count)[start:]
+        gen = torch.Generator().manual_seed(_mix(self.seed, step, "crop"))
         size = self.tiles.shape[-1]
-        offs = torch.randint(0, size - crop + 1, (batch, 2), generator=gen).tolist()
+        offs = torch.randint(0, size - crop + 1, (start + count, 2), generator=gen)[start:]
         rows = [
             self.tiles[i, :, a : a + crop, b : b + crop]
-            for i, (a, b) in zip(index, offs, strict=True)
+            for i, (a, b) in zip(index.tolist(), offs.tolist(), strict=True)
         ]
         return torch.stack(rows).float().to(self.device)
 
 
-def _mix(*parts: int) -> int:
+def _mix(*parts: int | str) -> int:
     digest = hashlib.sha256(json.dumps(parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _indexes(size: int, seed: int, step: int, rank: int, batch: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(_mix(seed, step, rank))
-    return torch.randint(0, size, (batch,), generator=gen)
+def _indexes(size: int, seed: int, step: int, count: int) -> torch.Tensor:
+    """The first ``count`` indexes of step ``step``'s global batch (a prefix is stable)."""
+    gen = torch.Generator().manual_seed(_mix(seed, step))
+    return torch.randint(0, size, (count,), generator=gen)
 
 
-def find_audio(folder: Path) -> list[Path]:
+def find_audio(folder: Path, bare: bool = False) -> list[Path]:
+    """Audio files under ``folder`` by extension, hidden paths skipped.
+
+    ``bare`` also takes files without an extension (some game packages ship
+    music so); those that libsndfile cannot read are counted, not fatal.
+    """
+    suffixes = AUDIO_SUFFIXES | {""} if bare else AUDIO_SUFFIXES
     return sorted(
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and p.suffix.lower() in AUDIO_SUFFIXES
+        and p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -98,7 +109,7 @@ def load_clips(
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"data folder does not exist: {folder}")
-    files = find_audio(folder)
+    files = find_audio(folder, bare=True)
     if not files:
         raise UsageError(f"no audio files in {folder}")
     key = _cache_key(files)

@@ -11,7 +11,7 @@ from . import audio, bitstream, frontend
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
-from .zoo import load_model
+from .zoo import load_model, resolve_name
 
 MLC_SUFFIX = ".mlc"
 
@@ -64,7 +64,7 @@ def decode_file(
     audio.check_output_path(target, float32)
     data = read_mlc(source)
     if model is None:
-        model = read_header(source).model_name
+        model = resolve_name(read_header(source).model_name)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
     wave, rate = codec.decode(data, options)
     audio.write_audio(target, wave, rate, float32)

@@ -18,14 +18,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import data, metrics, zoo
+from . import data, evaluate, metrics, zoo
 from .atomic import atomic_write
 from .errors import UsageError
 from .model import DOWNSAMPLING, Autoencoder
 from .progress import Progress
 from .recipes import Recipe
 
-VALIDATION_TILES = 16
+VALIDATION_TILES = 32
 
 
 @dataclass
@@ -107,25 +107,8 @@ def _load_data(
         source = data.ClipTiles(clips[~held], opts.seed, device)
         val_tiles = clips[held][:VALIDATION_TILES].float()
     if opts.val_data:
-        val_clips, _ = data.load_clips(opts.val_data)
-        val_tiles = val_clips[:VALIDATION_TILES].float()
+        val_tiles = evaluate.tiles_of(data.find_audio(Path(opts.val_data)))[:VALIDATION_TILES]
     return source, val_tiles
-
-
-@torch.no_grad()
-def evaluate(net: Autoencoder, tiles: torch.Tensor, batch: int = 8) -> dict[str, float]:
-    """All three metrics in eval mode with the hard quantiser, as the codec runs it."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    values: dict[str, list[torch.Tensor]] = {k: [] for k in metrics.METRICS}
-    for i in range(0, len(tiles), batch):
-        x = tiles[i : i + batch].to(device)
-        y = net(x)
-        for k, fn in metrics.METRICS.items():
-            values[k].append(fn(y, x).cpu())
-    net.train(was_training)
-    return {k: float(torch.cat(v).mean()) for k, v in values.items()}
 
 
 def train(opts: RunOptions) -> Path:
@@ -173,7 +156,7 @@ def train(opts: RunOptions) -> Path:
     for step in range(start, r.steps):
         for group in optim.param_groups:
             group["lr"] = r.lr * _lr_factor(r, step)
-        x = source.batch(step, rank, local_batch, r.crop).contiguous(
+        x = source.batch(step, rank * local_batch, local_batch, r.crop).contiguous(
             memory_format=torch.channels_last
         )
         t0 = time.monotonic()
@@ -189,7 +172,7 @@ def train(opts: RunOptions) -> Path:
         record = {"step": done, "loss": loss_value, "lr": optim.param_groups[0]["lr"]}
         record |= {"seconds": round(dt, 4), "images_per_s": round(r.batch_size / dt, 2)}
         if done % opts.val_every == 0 or done == r.steps:
-            val_metrics = evaluate(net, val_tiles)
+            val_metrics = evaluate.summary(evaluate.per_tile(net, val_tiles))
             record["val"] = val_metrics
         if log_file:
             log_file.write(json.dumps(record) + "\n")

@@ -46,11 +46,33 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         if not candidate.is_file():
             raise ModelError(f"model file not found: {candidate}")
         return candidate
+    path = _find_named(str(name_or_path))
+    if path is None:
+        raise ModelError(
+            f"unknown model {str(name_or_path)!r}; available: {', '.join(available())}"
+        )
+    return path
+
+
+def _find_named(name: str) -> Path | None:
     for folder in model_dirs():
-        path = folder / f"{name_or_path}.pt"
+        path = folder / f"{name}.pt"
         if path.is_file():
             return path
-    raise ModelError(f"unknown model {str(name_or_path)!r}; available: {', '.join(available())}")
+    return None
+
+
+def resolve_name(name: str) -> Path:
+    """A model by name only, never as a path: for names read from untrusted files."""
+    if not name or os.sep in name or "/" in name or name.startswith("."):
+        raise ModelError(f"file names an invalid model {name!r}; pass --model")
+    path = _find_named(name)
+    if path is not None:
+        return path
+    raise ModelError(
+        f"file was made with model {name!r}, which is not installed; pass --model "
+        f"(available: {', '.join(available())})"
+    )
 
 
 def available() -> list[str]:

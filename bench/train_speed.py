@@ -1,0 +1,95 @@
+"""Training throughput of the paper-size model, and the projected paper recipe.
+
+Times full optimiser steps (forward, loss, backward, AdamW) on uniform noise at
+256x256 with batch 16 and 64, in channels_last memory (faster on CPU), after
+warm-up steps, and reports the median. The paper's recipe is 425 steps of batch
+64 at 256x256.
+
+    python bench/train_speed.py [--device cpu|cuda] [--steps 3] [--loss nlpd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import machine, median, save
+
+from melcodec import metrics
+from melcodec.model import Autoencoder
+from melcodec.recipes import RECIPES
+
+PAPER_STEPS = RECIPES["paper"].steps
+
+
+def time_steps(device: torch.device, batch: int, crop: int, loss: str, steps: int) -> list[float]:
+    torch.manual_seed(0)
+    net = Autoencoder().to(device).to(memory_format=torch.channels_last)
+    optim = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x = torch.rand(batch, 1, crop, crop, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    times = []
+    for i in range(steps + 1):  # the first step warms up and is dropped
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast:
+            y = net(x)
+        value = metrics.LOSSES[loss](y.float(), x).mean()
+        optim.zero_grad(set_to_none=True)
+        value.backward()
+        optim.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--loss", default="nlpd")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    m = machine()
+    if device.type == "cuda":
+        m["gpu"] = torch.cuda.get_device_name(device)
+    rows = []
+    for batch, crop in ((16, 256), (64, 256), (16, 128)):
+        t = median(time_steps(device, batch, crop, args.loss, args.steps))
+        rows.append(
+            {"batch": batch, "crop": crop, "seconds_per_step": t, "images_per_s": batch / t}
+        )
+        print(rows[-1], flush=True)
+    paper = next(r for r in rows if r["batch"] == 64 and r["crop"] == 256)
+    hours = paper["seconds_per_step"] * PAPER_STEPS / 3600
+    where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
+    lines = [
+        f"Training step, paper-size model, {args.loss} loss, median of {args.steps} steps after "
+        f"warm-up; {where}, torch {m['torch']}, {m['date']}.",
+        "",
+        "| batch x crop | s per step | images/s |",
+        "|---|---|---|",
+        *(
+            f"| {r['batch']} x {r['crop']} | {r['seconds_per_step']:.2f} "
+            f"| {r['images_per_s']:.1f} |"
+            for r in rows
+        ),
+        "",
+        f"Projected paper recipe ({PAPER_STEPS} steps, batch 64 at 256x256): {hours:.1f} h.",
+    ]
+    name = "train_speed_" + ("gpu" if device.type == "cuda" else "cpu")
+    save(
+        name,
+        {"machine": m, "loss": args.loss, "rows": rows, "paper_hours": hours},
+        "\n".join(lines),
+    )
+
+
+if __name__ == "__main__":
+    main()

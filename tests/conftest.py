@@ -1,0 +1,152 @@
+"""Shared fixtures: tiny random-initialised model files and synthetic audio files.
+
+Nothing here reads ../shared or the network: a fresh clone runs these tests.
+The models are real model files (``zoo.save_model``) with 8 hidden channels, so
+the latent is still the paper's 128 x 16 x 16 but the networks cost milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from melcodec import entropy, frontend, zoo
+from melcodec.codec import Codec
+from melcodec.model import ArchConfig, Autoencoder
+
+TESTS = Path(__file__).resolve().parent
+EXAMPLE_FLAC = TESTS.parent / "examples" / "chipdisko-excerpt.flac"
+
+TINY_NAME = "tiny-test"
+OTHER_NAME = "tiny-other"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # Small tensors on a busy 2-core machine: intra-op threads mostly wait for each
+    # other. Restored at the end of the session.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def synth(num_samples: int, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A deterministic music-like test signal ``[samples, channels]`` in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / rate
+    out = np.empty((num_samples, channels), dtype=np.float32)
+    for c in range(channels):
+        f0 = 110.0 * 2 ** (rng.integers(0, 24) / 12)
+        tone = sum(0.25 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in (1, 2, 3))
+        # A slow amplitude envelope and a little noise, so tiles differ.
+        env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t + c)
+        out[:, c] = env * tone + 0.02 * rng.standard_normal(num_samples)
+    return np.clip(out, -1, 1)
+
+
+def _tiny_net(seed: int) -> Autoencoder:
+    torch.manual_seed(seed)
+    return Autoencoder(ArchConfig(channels=8)).eval()
+
+
+def _static_table(net: Autoencoder) -> torch.Tensor:
+    """A static-bernoulli table from the net's own bits on a few synthetic tiles."""
+    scaled = []
+    for seed in range(4):
+        wave = torch.from_numpy(synth(16000 * 9, 16000, seed=100 + seed)[:, 0])
+        scaled.append(frontend.analyse(wave).scaled)
+    scaled = torch.cat(scaled)
+    bits = net.encode_bits(scaled.unsqueeze(1))
+    return entropy.table_from_counts(bits.sum(0).to(torch.int64), len(bits))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A folder with ``tiny-test.pt`` (with a static-bernoulli table) and ``tiny-other.pt``.
+
+    The files are named after the models, so MELCODEC_MODELS=<folder> finds them by name.
+    """
+    folder = tmp_path_factory.mktemp("models")
+    saved = torch.random.get_rng_state()
+    try:
+        net = _tiny_net(1234)
+        zoo.save_model(
+            folder / f"{TINY_NAME}.pt",
+            net,
+            card={"name": TINY_NAME, "loss": "none", "data": "random-init"},
+            recipe={},
+            probability={"static_bernoulli": _static_table(net)},
+        )
+        zoo.save_model(
+            folder / f"{OTHER_NAME}.pt",
+            _tiny_net(4321),
+            card={"name": OTHER_NAME, "loss": "none", "data": "random-init"},
+            recipe={},
+        )
+    finally:
+        torch.random.set_rng_state(saved)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(models_dir) -> Path:
+    return models_dir / f"{TINY_NAME}.pt"
+
+
+@pytest.fixture(scope="session")
+def other_model_path(models_dir) -> Path:
+    return models_dir / f"{OTHER_NAME}.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_path) -> zoo.LoadedModel:
+    return zoo.load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def other_loaded(other_model_path) -> zoo.LoadedModel:
+    return zoo.load_model(other_model_path)
+
+
+@pytest.fixture
+def codec(tiny_loaded) -> Codec:
+    """The tiny model with its best probability model (static-bernoulli, id 1)."""
+    return Codec(tiny_loaded)
+
+
+@pytest.fixture
+def uniform_codec(tiny_loaded) -> Codec:
+    """The tiny model with the uniform probability model (id 0, raw bits)."""
+    return Codec(tiny_loaded, prob_model_id=0)
+
+
+@pytest.fixture
+def make_audio(tmp_path):
+    """``make_audio(name, seconds=1.0, rate=16000, channels=1, ...)`` -> path of a new file.
+
+    ``name`` may contain folders (created). The format follows the extension
+    (.wav, .flac, .ogg); ``samples`` overrides ``seconds``.
+    """
+
+    def make(
+        name: str,
+        seconds: float = 1.0,
+        rate: int = 16000,
+        channels: int = 1,
+        samples: int | None = None,
+        seed: int = 0,
+        subtype: str | None = None,
+        root: Path | None = None,
+    ) -> Path:
+        path = (root or tmp_path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = samples if samples is not None else int(round(seconds * rate))
+        sf.write(str(path), synth(n, rate, channels, seed), rate, subtype=subtype)
+        return path
+
+    return make

@@ -1,0 +1,385 @@
+"""The command line: encode, decode, info, folder trees, and one-line errors.
+
+Successful commands go through click's CliRunner on ``melcodec.cli.cli``; the
+error path goes through ``melcodec.cli.main`` (which turns user errors into one
+line on stderr) and once through a real ``python -m melcodec`` subprocess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from conftest import EXAMPLE_FLAC, OTHER_NAME, TINY_NAME
+
+from melcodec import bitstream
+from melcodec.cli import cli, main
+
+GL = ["--gl-iters", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_models(monkeypatch):
+    monkeypatch.delenv("MELCODEC_MODELS", raising=False)
+
+
+def run(*args: str | os.PathLike):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def ok(*args):
+    result = run(*args)
+    assert result.exit_code == 0, (result.output, result.stderr, result.exception)
+    return result
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """``melcodec.cli.main`` as the console script runs it -> (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("melcodec: error:"), err
+    for word in words:
+        assert word in lines[0], err
+
+
+def no_leftovers(folder: Path) -> None:
+    assert not list(folder.glob(".*.part")), sorted(p.name for p in folder.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# Working commands
+# ---------------------------------------------------------------------------
+
+
+def test_encode_info_decode(tmp_path, make_audio, tiny_model_path):
+    src = make_audio("in.wav", seconds=5.0, rate=22050, channels=2)
+    mlc = tmp_path / "in.mlc"
+    ok("encode", src, mlc, "--model", tiny_model_path)
+    data = mlc.read_bytes()
+    assert data[:4] == b"MLC\x1a"
+
+    text = ok("info", mlc).output
+    assert TINY_NAME in text and "tiles" in text
+
+    summary = json.loads(ok("info", mlc, "--json").output)
+    assert summary["model"] == TINY_NAME
+    assert summary["source_sample_rate"] == 22050
+    assert summary["source_samples"] == 5 * 22050
+    assert summary["samples_16k"] == 5 * 16000
+    assert summary["tiles"] == 2
+    assert summary["bytes"] == len(data)
+
+    out = tmp_path / "out.wav"
+    ok("decode", mlc, out, "--model", tiny_model_path, *GL)
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 5 * 16000)
+    assert info.subtype == "PCM_16"
+    no_leftovers(tmp_path)
+
+
+def test_decode_finds_model_named_in_file(tmp_path, make_audio, tiny_model_path, models_dir):
+    mlc = tmp_path / "a.mlc"
+    ok("encode", make_audio("a.wav"), mlc, "--model", tiny_model_path)
+    out = tmp_path / "a.wav.out.wav"
+
+    # Without MELCODEC_MODELS the model named in the file is not found: refused by name.
+    result = run("decode", mlc, out, *GL)
+    assert result.exit_code != 0
+    assert TINY_NAME in str(result.exception)
+    assert not out.exists()
+
+    result = CliRunner(env={"MELCODEC_MODELS": str(models_dir)}).invoke(
+        cli, ["decode", str(mlc), str(out), *GL]
+    )
+    assert result.exit_code == 0, (result.output, result.stderr, result.exception)
+    assert sf.info(str(out)).frames == 16000
+
+
+def test_decode_with_wrong_model_refused(tmp_path, make_audio, tiny_model_path, other_model_path):
+    mlc = tmp_path / "a.mlc"
+    ok("encode", make_audio("a.wav"), mlc, "--model", tiny_model_path)
+    out = tmp_path / "b.wav"
+    result = run("decode", mlc, out, "--model", other_model_path, *GL)
+    assert result.exit_code != 0
+    assert TINY_NAME in str(result.exception) and OTHER_NAME in str(result.exception)
+    assert not out.exists()
+    no_leftovers(tmp_path)
+
+
+def test_force(tmp_path, make_audio, tiny_model_path):
+    src = make_audio("a.wav", seconds=0.5)
+    mlc = tmp_path / "a.mlc"
+    mlc.write_bytes(b"keep me")
+    result = run("encode", src, mlc, "--model", tiny_model_path)
+    assert result.exit_code != 0
+    assert "exists" in str(result.exception) and "--force" in str(result.exception)
+    assert mlc.read_bytes() == b"keep me"
+
+    ok("encode", src, mlc, "--model", tiny_model_path, "--force")
+    assert mlc.read_bytes()[:4] == b"MLC\x1a"
+
+    out = tmp_path / "a-out.wav"
+    out.write_bytes(b"keep me too")
+    result = run("decode", mlc, out, "--model", tiny_model_path, *GL)
+    assert result.exit_code != 0 and "exists" in str(result.exception)
+    assert out.read_bytes() == b"keep me too"
+    ok("decode", mlc, out, "--model", tiny_model_path, "--force", *GL)
+    assert sf.info(str(out)).frames == 8000
+    no_leftovers(tmp_path)
+
+
+def test_directory_trees(tmp_path, make_audio, tiny_model_path):
+    src = tmp_path / "music"
+    make_audio("music/top.wav", seconds=0.5, rate=44100, channels=2)
+    make_audio("music/albums/one/deep.flac", seconds=0.7, rate=8000)
+    (src / "notes.txt").write_text("not audio, not picked up\n")
+    encoded = tmp_path / "encoded"  # does not exist yet: created, mirroring the tree
+    ok("encode", src, encoded, "--model", tiny_model_path)
+    assert sorted(p.relative_to(encoded).as_posix() for p in encoded.rglob("*") if p.is_file()) == [
+        "albums/one/deep.mlc",
+        "top.mlc",
+    ]
+
+    decoded = tmp_path / "decoded"
+    ok("decode", encoded, decoded, "--model", tiny_model_path, "--sample-rate", "source", *GL)
+    top = sf.info(str(decoded / "top.wav"))
+    deep = sf.info(str(decoded / "albums/one/deep.wav"))
+    assert (top.samplerate, top.frames) == (44100, 22050)
+    assert (deep.samplerate, deep.frames) == (8000, 5600)
+
+
+def test_sample_rate_source_float_and_flac(tmp_path, tiny_model_path):
+    assert EXAMPLE_FLAC.is_file()
+    source = sf.info(str(EXAMPLE_FLAC))
+    mlc = tmp_path / "clip.mlc"
+    ok("encode", EXAMPLE_FLAC, mlc, "--model", tiny_model_path)
+
+    wav = tmp_path / "clip.wav"
+    ok("decode", mlc, wav, "--model", tiny_model_path, "--sample-rate", "source", "--float", *GL)
+    info = sf.info(str(wav))
+    assert (info.samplerate, info.frames, info.channels) == (source.samplerate, source.frames, 1)
+    assert (info.format, info.subtype) == ("WAV", "FLOAT")
+
+    flac = tmp_path / "clip.flac"
+    ok("decode", mlc, flac, "--model", tiny_model_path, "--sample-rate", "22050", *GL)
+    info = sf.info(str(flac))
+    assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_16", 22050)
+    assert info.frames == -(-source.frames * 22050 // source.samplerate)
+
+
+# ---------------------------------------------------------------------------
+# Errors: one line on stderr, no traceback, nothing written
+# ---------------------------------------------------------------------------
+
+
+def test_encode_missing_file(tmp_path, capsys, tiny_model_path):
+    target = tmp_path / "out.mlc"
+    code, _, err = run_main(capsys, "encode", tmp_path / "nope.wav", target, "-m", tiny_model_path)
+    assert_one_line_error(code, err, "nope.wav")
+    assert not target.exists()
+    no_leftovers(tmp_path)
+
+
+def test_encode_text_file(tmp_path, capsys, tiny_model_path):
+    text = tmp_path / "readme.txt"
+    text.write_text("This is not audio.\n" * 20)
+    target = tmp_path / "readme.mlc"
+    code, _, err = run_main(capsys, "encode", text, target, "-m", tiny_model_path)
+    assert_one_line_error(code, err, "readme.txt")
+    assert not target.exists()
+    no_leftovers(tmp_path)
+
+
+def test_encode_unreadable_wav(tmp_path, capsys, tiny_model_path):
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(os.urandom(5000))
+    target = tmp_path / "noise.mlc"
+    code, _, err = run_main(capsys, "encode", bad, target, "-m", tiny_model_path)
+    assert_one_line_error(code, err, "noise.wav")
+    assert not target.exists()
+    no_leftovers(tmp_path)
+
+
+def test_encode_output_folder_missing(tmp_path, capsys, make_audio, tiny_model_path):
+    src = make_audio("a.wav", seconds=0.3)
+    target = tmp_path / "missing" / "a.mlc"
+    code, _, err = run_main(capsys, "encode", src, target, "-m", tiny_model_path)
+    assert_one_line_error(code, err, "missing")
+    assert not target.parent.exists()
+    no_leftovers(tmp_path)
+
+
+def test_decode_errors(tmp_path, capsys, make_audio, tiny_model_path):
+    mlc = tmp_path / "a.mlc"
+    ok("encode", make_audio("a.wav", seconds=0.3), mlc, "-m", tiny_model_path)
+    not_mlc = tmp_path / "text.mlc"
+    not_mlc.write_text("hello\n")
+    truncated = tmp_path / "short.mlc"
+    truncated.write_bytes(mlc.read_bytes()[:-10])
+    cases = [
+        (tmp_path / "nope.mlc", tmp_path / "o1.wav", "nope.mlc"),
+        (not_mlc, tmp_path / "o2.wav", "not a melcodec"),
+        (truncated, tmp_path / "o3.wav", "truncated"),
+        (mlc, tmp_path / "missing" / "o4.wav", "missing"),
+        (mlc, tmp_path / "o5.mp3", ".wav or .flac"),
+    ]
+    for source, target, word in cases:
+        code, _, err = run_main(capsys, "decode", source, target, "-m", tiny_model_path, *GL)
+        assert_one_line_error(code, err, word)
+        assert not target.exists()
+    no_leftovers(tmp_path)
+
+
+def test_info_errors(tmp_path, capsys):
+    code, out, err = run_main(capsys, "info", tmp_path / "nope.mlc")
+    assert_one_line_error(code, err, "nope.mlc")
+    assert out == ""
+    junk = tmp_path / "junk.mlc"
+    junk.write_bytes(os.urandom(300))
+    code, out, err = run_main(capsys, "info", junk)
+    assert_one_line_error(code, err, "not a melcodec")
+
+
+def test_bad_sample_rate_option(tmp_path, capsys, make_audio, tiny_model_path):
+    mlc = tmp_path / "a.mlc"
+    ok("encode", make_audio("a.wav", seconds=0.3), mlc, "-m", tiny_model_path)
+    for rate in ("fast", "100"):
+        code, _, err = run_main(capsys, "decode", mlc, tmp_path / "o.wav", "--sample-rate", rate)
+        assert_one_line_error(code, err, "--sample-rate")
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "kind, word",
+    [
+        ("rate-4000", "sample rate"),
+        ("empty", "no samples"),
+        ("nan", "NaN"),
+        ("model-missing", "model file not found"),
+        ("model-not-a-model", "not a melcodec model"),
+        ("empty-folder", "no input files"),
+    ],
+)
+def test_more_bad_inputs(tmp_path, capsys, make_audio, tiny_model_path, kind, word):
+    model = tiny_model_path
+    if kind == "rate-4000":
+        src = make_audio("in.wav", seconds=0.5, rate=4000)
+    elif kind == "empty":
+        src = tmp_path / "in.wav"
+        sf.write(str(src), np.zeros((0, 1), dtype=np.float32), 16000)
+    elif kind == "nan":
+        src = tmp_path / "in.wav"
+        wave = np.zeros(4000, dtype=np.float32)
+        wave[100] = np.nan
+        sf.write(str(src), wave, 16000, subtype="FLOAT")
+    elif kind == "empty-folder":
+        src = tmp_path / "in"
+        src.mkdir()
+    else:
+        src = make_audio("in.wav", seconds=0.5)
+        model = tmp_path / "model.pt"
+        if kind == "model-not-a-model":
+            model.write_text("not a model")
+    target = tmp_path / "out.mlc"
+    code, _, err = run_main(capsys, "encode", src, target, "--model", model)
+    assert_one_line_error(code, err, word)
+    assert not target.exists()
+    no_leftovers(tmp_path)
+
+
+def test_info_on_degenerate_header(tmp_path, capsys):
+    # A well-formed container (valid CRCs) whose header says 0 tiles / 0 samples, or a
+    # mel rate of 0 Hz: ``info`` must report it or refuse it in one line, not crash.
+    base = bitstream.Header(
+        "x", bytes(32), 0, 16000, 1024, 260, 256, 256, 0.0, 8000.0, 0.001, 16000, 0, 0, 0
+    )
+    zero_rate = dataclasses.replace(base, sample_rate=0, num_samples=100, num_tiles=1)
+    cases = [(base, []), (zero_rate, [bitstream.Chunk(0.0, 1.0, 0, bytes(4096))])]
+    for n, (header, chunks) in enumerate(cases):
+        path = tmp_path / f"degenerate{n}.mlc"
+        with open(path, "wb") as fh:
+            bitstream.write(fh, header, chunks)
+        code, out, err = run_main(capsys, "info", path)
+        if code == 0:
+            assert "tiles" in out
+        else:
+            assert_one_line_error(code, err)
+
+
+def test_tree_with_one_bad_file_keeps_going(tmp_path, make_audio, tiny_model_path):
+    src = tmp_path / "in"
+    make_audio("in/a.wav", seconds=0.3)
+    make_audio("in/sub/b.wav", seconds=0.3)
+    (src / "sub" / "c.wav").write_bytes(b"RIFF but not really a wav file")
+    result = run("encode", src, tmp_path / "out", "--model", tiny_model_path)
+    assert result.exit_code == 1
+    assert "c.wav" in result.stderr and "2 of 3" in result.stderr
+    assert (tmp_path / "out" / "a.mlc").is_file()
+    assert (tmp_path / "out" / "sub" / "b.mlc").is_file()
+    assert not (tmp_path / "out" / "sub" / "c.mlc").exists()
+    no_leftovers(tmp_path / "out" / "sub")
+
+
+def test_main_success_exits_zero(tmp_path, capsys, make_audio, tiny_model_path):
+    mlc = tmp_path / "a.mlc"
+    code, out, err = run_main(capsys, "encode", make_audio("a.wav"), mlc, "-m", tiny_model_path)
+    assert code == 0 and err == "" and mlc.is_file()
+
+
+# ---------------------------------------------------------------------------
+# A real process
+# ---------------------------------------------------------------------------
+
+
+def test_subprocess_round_trip(tmp_path, make_audio, tiny_model_path):
+    src = make_audio("in.flac", seconds=1.5, rate=48000, channels=2)
+    mlc, out = tmp_path / "in.mlc", tmp_path / "out.wav"
+    env = {k: v for k, v in os.environ.items() if k != "MELCODEC_MODELS"}
+    env["OMP_NUM_THREADS"] = "1"
+
+    def melcodec(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "melcodec", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    enc = melcodec("encode", src, mlc, "--model", tiny_model_path)
+    assert enc.returncode == 0, enc.stderr
+    dec = melcodec("decode", mlc, out, "--model", tiny_model_path, "--sample-rate", "source", *GL)
+    assert dec.returncode == 0, dec.stderr
+    info = sf.info(str(out))
+    assert (info.samplerate, info.frames) == (48000, 72000)
+    shown = melcodec("info", mlc, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["source_samples"] == 72000
+
+    # And a user error from a real process: exit 1, one line, no traceback.
+    bad = melcodec("decode", src, tmp_path / "x.wav", "--model", tiny_model_path)
+    assert bad.returncode == 1
+    assert_one_line_error(bad.returncode, bad.stderr, "not a melcodec")
+    assert not (tmp_path / "x.wav").exists()

@@ -1,0 +1,276 @@
+"""The .mlc container: round trip, random access, and every way a file can be damaged.
+
+Damage must always surface as a FormatError with a clear message, never as wrong
+audio or a traceback from deep inside numpy, torch or constriction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import OTHER_NAME, TINY_NAME, synth
+
+from melcodec import bitstream
+from melcodec.codec import Codec, DecodeOptions
+from melcodec.errors import FormatError, ModelError
+
+SHA = bytes(range(32))
+FAST = DecodeOptions(gl_iters=0)
+
+
+def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.Header:
+    fields = dict(
+        model_name=name,
+        model_sha256=SHA,
+        prob_model_id=1,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=260,
+        n_mels=256,
+        tile_frames=256,
+        f_min=0.0,
+        f_max=8000.0,
+        log_eps=0.001,
+        source_sample_rate=44100,
+        source_num_samples=(1 << 40) + 3,  # needs all 8 bytes of the u64
+        num_samples=123_457,
+        num_tiles=tiles,
+    )
+    fields.update(changes)
+    return bitstream.Header(**fields)
+
+
+def _chunks() -> list[bitstream.Chunk]:
+    rng = np.random.default_rng(5)
+    return [
+        bitstream.Chunk(-6.5, 3.25, 0, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+        bitstream.Chunk(-6.90625, -6.90625, 1, b""),  # empty payload is legal
+        bitstream.Chunk(0.5, 1.5, 1, rng.integers(0, 256, 777, dtype=np.uint8).tobytes()),
+    ]
+
+
+def _write(header: bitstream.Header, chunks: list[bitstream.Chunk]) -> bytes:
+    out = io.BytesIO()
+    bitstream.write(out, header, chunks)
+    return out.getvalue()
+
+
+def _reader(data: bytes) -> bitstream.Reader:
+    return bitstream.Reader(io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def encoded_3_tiles(tiny_loaded) -> bytes:
+    """A real 3-tile file from the tiny model with its range-coded probability model."""
+    wave = synth(16000 * 9, 16000, seed=3)[:, 0]
+    return Codec(tiny_loaded).encode(wave, 16000)
+
+
+# ---------------------------------------------------------------------------
+# Round trip and layout
+# ---------------------------------------------------------------------------
+
+
+def test_round_trip_header_and_chunks():
+    header, chunks = _header(3), _chunks()
+    reader = _reader(_write(header, chunks))
+    got = reader.header
+    # Floats are stored as f32: compare with their f32 values, everything else exactly.
+    assert got.log_eps == pytest.approx(float(np.float32(0.001)), abs=0)
+    assert got == _header(3, log_eps=float(np.float32(0.001)))
+    assert len(reader) == 3
+    assert [reader.chunk(i) for i in range(3)] == chunks
+
+
+def test_layout_matches_docs_format():
+    header, chunks = _header(3, name="abc"), _chunks()
+    data = _write(header, chunks)
+    # docs/format.md: header is 93 + L + 4N bytes; magic, versions and fixed offsets.
+    assert bitstream.header_size(header) == 93 + 3 + 4 * 3
+    assert data[:4] == b"MLC\x1a" and data[4] == 1 and data[5] == 0
+    assert struct.unpack_from("<I", data, 50)[0] == 3
+    assert struct.unpack_from("<Q", data, 34)[0] == (1 << 40) + 3
+    assert data[88] == 3 and data[89:92] == b"abc"
+    assert bitstream.chunk_overhead() == 13
+    size = bitstream.header_size(header) + sum(13 + len(c.payload) for c in chunks)
+    assert len(data) == size
+
+
+def test_reader_fetches_tile_directly():
+    data = _write(_header(3), _chunks())
+    reader = _reader(data)
+    # Tile 2 first, before any other tile was read.
+    assert reader.chunk(2) == _chunks()[2]
+    # And it still reads when the tiles before it are destroyed: nothing before it is used.
+    broken = bytearray(data)
+    for i in (0, 1):
+        start = reader.offsets[i]
+        broken[start : start + 4] = bytes(4 ^ b for b in broken[start : start + 4])
+    reader = _reader(bytes(broken))
+    assert reader.chunk(2) == _chunks()[2]
+    with pytest.raises(FormatError, match="CRC"):
+        reader.chunk(0)
+    with pytest.raises(IndexError):
+        reader.chunk(3)
+
+
+def test_writer_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        _write(_header(2), _chunks())  # 3 chunks for 2 tiles
+    with pytest.raises(ValueError):
+        _write(_header(3, name="x" * 256), _chunks())
+
+
+def test_future_minor_version_is_read():
+    header = _header(3)
+    data = bytearray(_write(header, _chunks()))
+    data[5] = 7
+    crc_at = bitstream.header_size(header) - 4
+    data[crc_at : crc_at + 4] = struct.pack("<I", zlib.crc32(bytes(data[:crc_at])))
+    reader = _reader(bytes(data))
+    assert reader.chunk(2) == _chunks()[2]
+
+
+# ---------------------------------------------------------------------------
+# Damage: flipped bytes, swapped chunks, versions, trailing bytes, truncation
+# ---------------------------------------------------------------------------
+
+
+def test_every_flipped_byte_of_a_chunk_is_caught(codec, encoded_3_tiles):
+    data = encoded_3_tiles
+    reader = _reader(data)
+    start, stop = reader.offsets[1], reader.offsets[2]
+    assert stop - start > 100
+    for offset in range(start, stop):
+        broken = bytearray(data)
+        broken[offset] ^= 0xFF
+        # Through the public decode path: the CRC is checked before any bit is decoded.
+        with pytest.raises(FormatError, match="tile 1 .*CRC") as err:
+            codec.decode(bytes(broken), FAST)
+        assert "CRC" in str(err.value), offset
+
+
+def test_single_bit_flips_are_caught(codec, encoded_3_tiles):
+    data = encoded_3_tiles
+    reader = _reader(data)
+    start, stop = reader.offsets[2], reader.offsets[3]
+    for offset in (start, start + 3, start + 4, start + 12, start + 13, stop - 1):
+        for bit in range(8):
+            broken = bytearray(data)
+            broken[offset] ^= 1 << bit
+            with pytest.raises(FormatError, match="CRC"):
+                codec.decode(bytes(broken), FAST)
+
+
+def test_every_flipped_header_byte_is_caught(codec, encoded_3_tiles):
+    data = encoded_3_tiles
+    size = bitstream.header_size(_reader(data).header)
+    clear = r"CRC|corrupt|truncated|version|not a melcodec|unexpected bytes"
+    for offset in range(size):
+        broken = bytearray(data)
+        broken[offset] ^= 0xFF
+        with pytest.raises(FormatError, match=clear):
+            codec.decode(bytes(broken), FAST)
+
+
+def test_swapped_chunks_are_caught(codec):
+    # Two tiles of equal length (raw coding): swapping them keeps every length valid.
+    wave = synth(16000 * 6, 16000, seed=9)[:, 0]
+    data = Codec(codec.model, prob_model_id=0).encode(wave, 16000)
+    reader = _reader(data)
+    a, b, c = reader.offsets[:3]
+    assert b - a == c - b
+    swapped = data[:a] + data[b:c] + data[a:b] + data[c:]
+    with pytest.raises(FormatError, match="CRC"):
+        codec.decode(swapped, FAST)
+
+
+def test_unknown_major_version_rejected(codec, encoded_3_tiles):
+    for major in (0, 2, 255):
+        broken = bytearray(encoded_3_tiles)
+        broken[4] = major
+        with pytest.raises(FormatError, match="version"):
+            codec.decode(bytes(broken), FAST)
+
+
+def test_trailing_garbage_rejected(codec, encoded_3_tiles):
+    for extra in (b"\0", b"garbage", encoded_3_tiles[-100:]):
+        with pytest.raises(FormatError, match="unexpected bytes"):
+            codec.decode(encoded_3_tiles + extra, FAST)
+
+
+def test_truncated_at_each_sixteenth(codec, encoded_3_tiles):
+    data = encoded_3_tiles
+    for k in range(16):
+        cut = data[: len(data) * k // 16]
+        with pytest.raises(FormatError, match="truncated|not a melcodec") as err:
+            codec.decode(cut, FAST)
+        assert len(str(err.value)) < 200
+
+
+def test_truncated_by_one_byte(codec, encoded_3_tiles):
+    with pytest.raises(FormatError, match="truncated"):
+        codec.decode(encoded_3_tiles[:-1], FAST)
+
+
+def test_not_an_mlc_file(codec):
+    for data in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"hello world\n", b"M"):
+        with pytest.raises(FormatError, match="not a melcodec|truncated"):
+            codec.decode(data, FAST)
+
+
+def test_header_tile_count_must_match_length(codec, encoded_3_tiles):
+    # A well-formed container whose header says 3 tiles but 1 sample: refused, not decoded.
+    reader = _reader(encoded_3_tiles)
+    header = reader.header
+    chunks = [reader.chunk(i) for i in range(3)]
+    lying = dataclasses.replace(header, num_samples=1)
+    with pytest.raises(FormatError, match="tiles"):
+        codec.decode(_write(lying, chunks), FAST)
+
+
+def test_header_source_fields_are_checked(codec, encoded_3_tiles):
+    # Well-formed containers (valid CRCs) whose source rate or length cannot come from
+    # an encoder: a FormatError, not a ValueError from torchaudio, and never an attempt
+    # to pad the output to whatever length the header claims.
+    reader = _reader(encoded_3_tiles)
+    header = reader.header
+    chunks = [reader.chunk(i) for i in range(3)]
+    source = DecodeOptions(gl_iters=0, sample_rate="source")
+    for changes in (
+        {"source_sample_rate": 0},
+        {"source_sample_rate": 7},
+        {"source_num_samples": header.num_samples * 3},  # 16 kHz source: must be equal
+        {"source_sample_rate": 44100, "source_num_samples": 5},
+    ):
+        bad = _write(dataclasses.replace(header, **changes), chunks)
+        with pytest.raises(FormatError):
+            codec.decode(bad, source)
+
+
+# ---------------------------------------------------------------------------
+# Wrong model
+# ---------------------------------------------------------------------------
+
+
+def test_file_from_another_model_refused_by_name(other_loaded, encoded_3_tiles):
+    with pytest.raises(ModelError) as err:
+        Codec(other_loaded).decode(encoded_3_tiles, FAST)
+    assert TINY_NAME in str(err.value)
+    assert OTHER_NAME in str(err.value)
+
+
+def test_same_name_other_weights_refused_by_hash(tmp_path, other_loaded, encoded_3_tiles):
+    from melcodec import zoo
+
+    impostor = tmp_path / f"{TINY_NAME}.pt"
+    zoo.save_model(impostor, other_loaded.net, card={"name": TINY_NAME}, recipe={})
+    loaded = zoo.load_model(impostor)
+    assert loaded.name == TINY_NAME
+    with pytest.raises(ModelError, match=TINY_NAME):
+        Codec(loaded).decode(encoded_3_tiles, FAST)
