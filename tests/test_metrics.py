@@ -285,10 +285,10 @@ def ref_correlate(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def ref_bilinear_axis(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] matrix of 1-D linear interpolation, half-pixel centres."""
+    """[n_out, n_in] matrix of 1-D linear interpolation, corner pixels aligned."""
     m = np.zeros((n_out, n_in))
     for d in range(n_out):
-        src = max((d + 0.5) * n_in / n_out - 0.5, 0.0)
+        src = d * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
         i0 = min(int(np.floor(src)), n_in - 1)
         i1 = min(i0 + 1, n_in - 1)
         frac = src - i0

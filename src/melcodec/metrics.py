@@ -101,7 +101,8 @@ def _normalised_pyramid(img: Tensor) -> list[Tensor]:
     j = img
     for k in range(len(_SIGMAS)):
         i = F.conv2d(_pad(j, 2), lowpass, stride=2, groups=channels)
-        up = F.interpolate(i, size=j.shape[-2:], mode="bilinear", align_corners=False)
+        # align_corners=True as in the group's PyTorch NLPD (Hepburn et al.).
+        up = F.interpolate(i, size=j.shape[-2:], mode="bilinear", align_corners=True)
         z = j - F.conv2d(_pad(up, 2), lowpass, groups=channels)
         energy = F.conv2d(
             _pad(z.abs(), 1), dn[k : k + 1].expand(channels, 1, 3, 3), groups=channels
