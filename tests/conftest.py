@@ -65,6 +65,14 @@ def _static_table(net: Autoencoder) -> torch.Tensor:
     return entropy.table_from_counts(bits.sum(0).to(torch.int64), len(bits))
 
 
+@pytest.fixture(autouse=True)
+def _clip_cache(tmp_path, monkeypatch) -> Path:
+    """Training-clip caches go to this test's own folder, never to ~/.cache."""
+    folder = tmp_path / "clip-cache"
+    monkeypatch.setenv("MELCODEC_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """A folder with ``tiny-test.pt`` (with a static-bernoulli table) and ``tiny-other.pt``.

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import frontend, mel, tiles
+from .atomic import atomic_write
 from .errors import AudioError, UsageError
 
 CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)  # 67,328 = 4.208 s at 16 kHz
@@ -103,8 +104,9 @@ def load_clips(
 ) -> tuple[torch.Tensor, dict]:
     """Cut every audio file of ``folder`` into 4.208 s clips -> ``[n, 1, 256, 256]`` fp16.
 
-    The result is cached in one tensor file keyed by the file list and the front
-    end, so later epochs and runs decode no audio. Returns (tiles, stats).
+    The result is cached in one tensor file (under :func:`cache_dir`) keyed by the
+    file list and the front end, so later epochs and runs decode no audio.
+    Returns (tiles, stats).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -113,7 +115,7 @@ def load_clips(
     if not files:
         raise UsageError(f"no audio files in {folder}")
     key = _cache_key(files)
-    cache_path = Path(cache) if cache else folder / f".melcodec-clips-{key[:16]}.pt"
+    cache_path = Path(cache) if cache else cache_dir() / f"clips-{key[:16]}.pt"
     if cache_path.exists():
         saved = torch.load(cache_path, weights_only=True)
         if saved.get("key") == key:
@@ -145,8 +147,18 @@ def load_clips(
     result = torch.cat(kept)
     stats["clips_used"] = len(result)
     stats["hours"] = round(len(result) * CLIP_SAMPLES / mel.MEL.sample_rate / 3600, 3)
-    torch.save({"key": key, "tiles": result, "stats": stats}, cache_path)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"key": key, "tiles": result, "stats": stats}
+    atomic_write(cache_path, lambda fh: torch.save(blob, fh))
     return result, stats
+
+
+def cache_dir() -> Path:
+    """$MELCODEC_CACHE, else $XDG_CACHE_HOME/melcodec: data folders may be read-only."""
+    if os.environ.get("MELCODEC_CACHE"):
+        return Path(os.environ["MELCODEC_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "melcodec"
 
 
 def _cache_key(files: list[Path]) -> str:

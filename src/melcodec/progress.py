@@ -14,7 +14,8 @@ class Progress:
         self.start_count, self.t0 = start, time.monotonic()
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.every, self.last = every, 0.0
+        # Off a terminal the first line waits ``every`` seconds: short work stays quiet.
+        self.every, self.last = every, self.t0
 
     def update(self, done: int, info: str = "") -> None:
         self.done = done

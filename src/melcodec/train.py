@@ -57,8 +57,11 @@ def validate(opts: RunOptions) -> None:
         raise UsageError(f"steps must be at least 1, got {r.steps}")
     if not r.lr > 0:
         raise UsageError(f"learning rate must be positive, got {r.lr}")
-    if opts.data != "noise" and not Path(opts.data).is_dir():
-        raise UsageError(f"data must be 'noise' or a folder of audio files: {opts.data}")
+    if opts.data != "noise":
+        if not Path(opts.data).is_dir():
+            raise UsageError(f"data must be 'noise' or a folder of audio files: {opts.data}")
+        if not data.find_audio(Path(opts.data), bare=True):
+            raise UsageError(f"no audio files in {opts.data}")
     if opts.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"device must be auto, cpu or cuda, got {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():
@@ -94,17 +97,22 @@ def _load_data(
         val = data.NoiseImages(0, opts.seed + 1, torch.device("cpu"))
         val_tiles = val.batch(0, 0, VALIDATION_TILES, 256)
     else:
+        # Rank 0 decodes the audio and writes the cache; the others then read it.
+        if rank != 0:
+            dist.barrier()
         bar = Progress(0, "reading audio") if rank == 0 and not opts.quiet else None
         clips, stats = data.load_clips(opts.data, progress=_bar_callback(bar))
         if bar:
             bar.close()
+        if rank == 0 and dist.is_initialized():
+            dist.barrier()
         log(f"data: {json.dumps(stats)}")
-        # Every 20th clip is held out for validation and never trained on.
+        # Every 20th clip is held out for validation and never trained on; a
+        # single clip is both (validation then only shows the training fit).
         held = torch.zeros(len(clips), dtype=torch.bool)
         held[::20] = True
-        if held.all():
-            held[:] = False
-        source = data.ClipTiles(clips[~held], opts.seed, device)
+        train_clips = clips[~held] if (~held).any() else clips
+        source = data.ClipTiles(train_clips, opts.seed, device)
         val_tiles = clips[held][:VALIDATION_TILES].float()
     if opts.val_data:
         val_tiles = evaluate.tiles_of(data.find_audio(Path(opts.val_data)))[:VALIDATION_TILES]
@@ -122,36 +130,37 @@ def train(opts: RunOptions) -> Path:
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
-    out = Path(opts.out)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
 
     def log(msg: str) -> None:
         if is_main and not opts.quiet:
             print(msg, flush=True)
 
+    out = Path(opts.out)
+    ckpt_path, model_path = out / "checkpoint.pt", out / "model.pt"
+    state = _resume_state(opts, ckpt_path, device) if opts.resume else None
+    source, val_tiles = _load_data(opts, device, rank, log)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
     net = Autoencoder(r.arch).to(device).to(memory_format=torch.channels_last)
     optim = torch.optim.AdamW(net.parameters(), lr=r.lr, weight_decay=r.weight_decay)
-    ckpt_path = out / "checkpoint.pt"
-    start = 0
-    elapsed = 0.0
-    if opts.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    start, elapsed, val_metrics = 0, 0.0, {}
+    if state:
         net.load_state_dict(state["weights"])
         optim.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        start, elapsed = state["step"], state["elapsed"]
+        start, elapsed, val_metrics = state["step"], state["elapsed"], state.get("val", {})
         log(f"resumed from {ckpt_path} at step {start}")
+    if start >= r.steps and model_path.exists():
+        log(f"run already complete: {model_path}")
+        return model_path
     model = DistributedDataParallel(net) if world > 1 else net
-    source, val_tiles = _load_data(opts, device, rank, log)
     loss_fn = metrics.LOSSES[opts.loss]
     local_batch = r.batch_size // world
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    log_file = open(out / "log.jsonl", "a") if is_main else None  # noqa: SIM115
+    log_file = _open_log(out / "log.jsonl", start) if is_main else None
     bar = Progress(r.steps, "train", start=start) if is_main and not opts.quiet else None
-    val_metrics: dict[str, float] = {}
     t_start = time.monotonic() - elapsed
     for step in range(start, r.steps):
         for group in optim.param_groups:
@@ -179,34 +188,70 @@ def train(opts: RunOptions) -> Path:
             log_file.flush()
         if bar:
             bar.update(done, f"loss {loss_value:.4f} {r.batch_size / dt:.1f} img/s")
-        if is_main and (done % opts.checkpoint_every == 0) and done < r.steps:
-            _checkpoint(ckpt_path, net, optim, done, time.monotonic() - t_start)
+        if is_main and (done % opts.checkpoint_every == 0 or done == r.steps):
+            run = _run_identity(opts)
+            _checkpoint(ckpt_path, net, optim, done, time.monotonic() - t_start, val_metrics, run)
     if bar:
         bar.close()
-    wall = time.monotonic() - t_start
-    model_path = out / "model.pt"
-    if is_main:
-        card = {
-            "name": opts.name or f"{opts.loss}-{'noise' if opts.data == 'noise' else 'music'}",
-            "loss": opts.loss,
-            "data": "noise" if opts.data == "noise" else Path(opts.data).name,
-            "steps": r.steps,
-            "batch_size": r.batch_size,
-            "crop": r.crop,
-            "seed": opts.seed,
-            "device": _device_name(device, world),
-            "wall_time_s": round(wall, 1),
-            "validation": val_metrics,
-            "torch": str(torch.__version__),
-        }
-        zoo.save_model(model_path, net, card, r.to_dict())
-        _checkpoint(ckpt_path, net, optim, r.steps, wall)
-        log(f"wrote {model_path} (validation: {json.dumps(val_metrics)})")
     if log_file:
         log_file.close()
+    if is_main:
+        card = _card(opts, device, world, time.monotonic() - t_start, val_metrics)
+        zoo.save_model(model_path, net, card, r.to_dict())
+        log(f"wrote {model_path} (validation: {json.dumps(val_metrics)})")
     if world > 1:
         dist.destroy_process_group()
     return model_path
+
+
+def _run_identity(opts: RunOptions) -> dict:
+    """What a resumed run must share with the run it continues."""
+    return {"loss": opts.loss, "data": str(opts.data), "seed": opts.seed, **opts.recipe.to_dict()}
+
+
+def _resume_state(opts: RunOptions, path: Path, device: torch.device) -> dict | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    saved, wanted = state.get("run", {}), _run_identity(opts)
+    changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+    if changed:
+        raise UsageError(
+            f"cannot resume {path}: it was trained with other {', '.join(changed)}; "
+            "use the same options or another --out"
+        )
+    return state
+
+
+def _open_log(path: Path, start: int):
+    """Append to the step log, first dropping steps after the checkpoint we resume from."""
+    if path.exists():
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= start
+        ]
+        path.write_text("".join(line + "\n" for line in kept))
+    return open(path, "a")  # noqa: SIM115 - closed by the training loop
+
+
+def _card(opts: RunOptions, device: torch.device, world: int, wall: float, val: dict) -> dict:
+    r = opts.recipe
+    return {
+        "name": opts.name or f"{opts.loss}-{'noise' if opts.data == 'noise' else 'music'}",
+        "loss": opts.loss,
+        "data": "noise" if opts.data == "noise" else Path(opts.data).name,
+        "recipe": r.name,
+        "steps": r.steps,
+        "batch_size": r.batch_size,
+        "crop": r.crop,
+        "lr": r.lr,
+        "seed": opts.seed,
+        "device": _device_name(device, world),
+        "wall_time_s": round(wall, 1),
+        "validation": val,
+        "torch": str(torch.__version__),
+    }
 
 
 def _bar_callback(bar: Progress | None):
@@ -228,13 +273,15 @@ def _global_mean(value: torch.Tensor, world: int) -> float:
     return float(value)
 
 
-def _checkpoint(path: Path, net, optim, step: int, elapsed: float) -> None:
+def _checkpoint(path: Path, net, optim, step: int, elapsed: float, val: dict, run: dict) -> None:
     state = {
         "weights": net.state_dict(),
         "optimizer": optim.state_dict(),
         "rng": torch.get_rng_state(),
         "step": step,
         "elapsed": elapsed,
+        "val": val,
+        "run": run,
     }
     atomic_write(path, lambda fh: torch.save(state, fh))
 

@@ -1,0 +1,226 @@
+"""Tests for melcodec.data: noise images, clip tiles, and reading a folder of audio.
+
+Batches are addressed by (seed, step, row of the global batch): a DDP rank r with
+local batch b draws rows r*b .. r*b+b-1, so ranks differ and together draw what one
+process would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from melcodec import data, frontend
+from melcodec.errors import UsageError
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+# ---------------------------------------------------------------------------
+# NoiseImages
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 7])
+def test_noise_batches_are_deterministic(size):
+    a = data.NoiseImages(size, 3, CPU).batch(5, 2, 2, 64)
+    b = data.NoiseImages(size, 3, CPU).batch(5, 2, 2, 64)
+    assert a.shape == (2, 1, 64, 64) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size", [0, 1000])
+def test_noise_ranks_share_one_global_batch(size):
+    source = data.NoiseImages(size, 0, CPU)
+    whole = source.batch(4, 0, 8, 32)
+    rank0, rank1 = source.batch(4, 0, 4, 32), source.batch(4, 4, 4, 32)
+    assert torch.equal(torch.cat([rank0, rank1]), whole)
+    assert not torch.equal(rank0, rank1)
+
+
+def test_noise_differs_across_steps_rows_and_seeds():
+    source = data.NoiseImages(0, 0, CPU)
+    first = source.batch(0, 0, 4, 32)
+    assert not torch.equal(first, source.batch(1, 0, 4, 32))
+    assert not torch.equal(first, data.NoiseImages(0, 1, CPU).batch(0, 0, 4, 32))
+    flat = first.flatten(1)
+    assert all(not torch.equal(flat[i], flat[j]) for i in range(4) for j in range(i))
+
+
+@pytest.mark.parametrize("size", [0, 5])
+def test_noise_is_uniform_in_unit_interval(size):
+    x = data.NoiseImages(size, 0, CPU).batch(0, 0, 16, 64)
+    assert x.min() >= 0 and x.max() <= 1
+    assert abs(float(x.mean()) - 0.5) < 0.01 and abs(float(x.var()) - 1 / 12) < 0.002
+
+
+def test_fixed_noise_set_repeats_n_images():
+    n = 3
+    source = data.NoiseImages(n, 0, CPU)
+    images = torch.cat([source.batch(step, 0, 4, 16) for step in range(12)]).flatten(1)
+    distinct = torch.unique(images, dim=0)
+    assert len(distinct) == n
+    # Fresh noise (size 0) never repeats.
+    fresh = torch.cat([data.NoiseImages(0, 0, CPU).batch(s, 0, 4, 16) for s in range(12)])
+    assert len(torch.unique(fresh.flatten(1), dim=0)) == 48
+
+
+# ---------------------------------------------------------------------------
+# ClipTiles
+# ---------------------------------------------------------------------------
+
+
+def numbered_tiles(count: int) -> torch.Tensor:
+    """Tiles whose every pixel value is unique: tile i pixel (a, b) = i*65536 + a*256 + b."""
+    return torch.arange(count * 256 * 256, dtype=torch.float64).reshape(count, 1, 256, 256)
+
+
+@pytest.mark.parametrize("crop", [64, 128, 256])
+def test_clip_tiles_crops_are_windows_of_the_tiles(crop):
+    tiles = numbered_tiles(5)
+    x = data.ClipTiles(tiles, 0, CPU).batch(3, 0, 6, crop)
+    assert x.shape == (6, 1, crop, crop) and x.dtype == torch.float32
+    for row in x.to(torch.float64):
+        i, rest = divmod(int(row[0, 0, 0]), 256 * 256)
+        a, b = divmod(rest, 256)
+        assert a + crop <= 256 and b + crop <= 256
+        assert torch.equal(row, tiles[i, :, a : a + crop, b : b + crop])
+
+
+def test_clip_tiles_are_deterministic_and_ranks_share_one_global_batch():
+    tiles = numbered_tiles(9)
+    source = data.ClipTiles(tiles, 1, CPU)
+    whole = source.batch(2, 0, 6, 64)
+    assert torch.equal(whole, data.ClipTiles(tiles, 1, CPU).batch(2, 0, 6, 64))
+    parts = [source.batch(2, 0, 3, 64), source.batch(2, 3, 3, 64)]
+    assert torch.equal(torch.cat(parts), whole)
+    assert not torch.equal(whole, source.batch(3, 0, 6, 64))
+
+
+# ---------------------------------------------------------------------------
+# load_clips: audio folder -> [n, 1, 256, 256] scaled tiles, cached
+# ---------------------------------------------------------------------------
+
+RATE = 44100
+
+
+def write_tones(path, seconds: float = 10.0) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    left = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 1320 * t)
+    right = 0.3 * np.sin(2 * np.pi * 660 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    sf.write(str(path), np.stack([left, right], axis=1).astype(np.float32), RATE)
+
+
+@pytest.fixture
+def music_folder(tmp_path):
+    """10 s of stereo tones (2 clips), 10 s of stereo silence (2 silent clips), and a
+    text file without an extension (an audio candidate that libsndfile cannot read)."""
+    folder = tmp_path / "music"
+    (folder / "sub").mkdir(parents=True)
+    write_tones(folder / "tones.wav")
+    sf.write(str(folder / "sub" / "silence.flac"), np.zeros((10 * RATE, 2)), RATE)
+    (folder / "LICENSE").write_text("not audio\n")
+    return folder
+
+
+def test_load_clips_tiles_and_counts(music_folder):
+    clips, stats = data.load_clips(music_folder)
+    assert clips.shape == (2, 1, 256, 256)
+    assert clips.min() >= 0 and clips.max() <= 1
+    # Each tile is scaled to its own range: both ends are reached.
+    assert clips.flatten(1).amin(1).tolist() == [0, 0]
+    assert clips.flatten(1).amax(1).tolist() == [1, 1]
+    assert stats["files_found"] == 3
+    assert stats["files_used"] == 1
+    assert stats["files_unreadable"] == 1
+    assert stats["clips_used"] == 2
+    assert stats["clips_silent"] == 2
+    # The two clips are the first and second 4.208 s of the same file: not the same tile.
+    assert not torch.equal(clips[0], clips[1])
+
+
+def test_load_clips_matches_the_codec_front_end(music_folder):
+    """A training clip is exactly what the codec's analysis makes of those samples."""
+    clips, _ = data.load_clips(music_folder)
+    wave, _, _ = frontend.load(music_folder / "tones.wav")
+    first = frontend.analyse(wave[: data.CLIP_SAMPLES]).scaled
+    assert first.shape == (1, 256, 256)
+    torch.testing.assert_close(clips[0, 0].float(), first[0], atol=1e-3, rtol=0)
+
+
+def test_load_clips_uses_its_cache(music_folder, monkeypatch, _clip_cache):
+    clips, stats = data.load_clips(music_folder)
+    caches = list(_clip_cache.glob("clips-*.pt"))
+    assert len(caches) == 1
+    assert not list(music_folder.glob("*.pt")), "the data folder must stay untouched"
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} although the cache holds it")
+
+    monkeypatch.setattr(frontend, "load", no_decoding)
+    again, stats_again = data.load_clips(music_folder)
+    assert torch.equal(again, clips) and stats_again == stats
+
+
+def test_load_clips_cache_follows_the_files(music_folder, monkeypatch):
+    data.load_clips(music_folder)
+    write_tones(music_folder / "more.wav", seconds=5.0)  # one more clip
+    calls = []
+    real_load = frontend.load
+
+    def counting_load(path):
+        calls.append(path.name)
+        return real_load(path)
+
+    monkeypatch.setattr(frontend, "load", counting_load)
+    clips, stats = data.load_clips(music_folder)
+    assert "more.wav" in calls
+    assert clips.shape[0] == 3 and stats["files_used"] == 2
+
+
+def test_load_clips_explicit_cache_path(music_folder, tmp_path, _clip_cache):
+    cache = tmp_path / "clips.pt"
+    clips, _ = data.load_clips(music_folder, cache=cache)
+    assert cache.is_file()
+    assert not _clip_cache.exists() or not list(_clip_cache.glob("clips-*.pt"))
+    assert torch.equal(torch.load(cache, weights_only=True)["tiles"], clips)
+
+
+def test_load_clips_reports_progress(music_folder):
+    seen = []
+    data.load_clips(music_folder, progress=lambda done, total: seen.append((done, total)))
+    assert seen and all(total == 3 for _, total in seen)
+
+
+@pytest.mark.parametrize("content", ["none", "text", "silence"])
+def test_load_clips_without_usable_audio(tmp_path, content):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if content == "text":
+        (folder / "notes.txt").write_text("hello\n")
+    elif content == "silence":
+        sf.write(str(folder / "quiet.wav"), np.zeros(5 * RATE), RATE)
+    with pytest.raises(UsageError, match="no (usable )?audio"):
+        data.load_clips(folder)
+    assert not list(folder.glob(".melcodec-clips-*.pt"))
+
+
+def test_find_audio_skips_hidden_paths_and_non_audio(tmp_path):
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "a").mkdir()
+    for name in ["a/x.WAV", "a/y.ogg", ".hidden/z.wav", "a/.w.flac", "a/notes.txt", "bare"]:
+        (tmp_path / name).write_bytes(b"")
+    names = [p.relative_to(tmp_path).as_posix() for p in data.find_audio(tmp_path)]
+    assert names == ["a/x.WAV", "a/y.ogg"]
+    bare = [p.relative_to(tmp_path).as_posix() for p in data.find_audio(tmp_path, bare=True)]
+    assert bare == ["a/x.WAV", "a/y.ogg", "bare"]
