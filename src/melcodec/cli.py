@@ -195,6 +195,28 @@ def train(
     training.train(opts)
 
 
+@cli.command("fit-table")
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--data", "data_", required=True, help="Folder of training audio (never test data).")
+@click.option(
+    "--clips", default=2000, show_default=True, type=click.IntRange(1), help="Clips used."
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
+def fit_table(model: Path, data_: str, clips: int, out: Path | None) -> None:
+    """Fit MODEL's static-bernoulli probability table on training audio."""
+    from .tables import fit_static_table
+
+    tiles, _ = data.load_clips(data_)
+    step = max(1, len(tiles) // clips)
+    bar = Progress(0, "counting bits")
+    info = fit_static_table(model, tiles[::step][:clips], out, bar.callback())
+    bar.close()
+    click.echo(
+        f"fitted on {info['fit_tiles']} tiles: {info['entropy_bits_per_tile']:.0f} bits per tile "
+        f"expected (raw: 32768)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 1."""
     try:

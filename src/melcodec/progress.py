@@ -32,6 +32,15 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def callback(self):
+        """A ``(done, total)`` function for code that reports its own progress."""
+
+        def update(done: int, total: int) -> None:
+            self.total = total
+            self.update(done)
+
+        return update
+
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")

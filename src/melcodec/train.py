@@ -101,7 +101,7 @@ def _load_data(
         if rank != 0:
             dist.barrier()
         bar = Progress(0, "reading audio") if rank == 0 and not opts.quiet else None
-        clips, stats = data.load_clips(opts.data, progress=_bar_callback(bar))
+        clips, stats = data.load_clips(opts.data, progress=bar.callback() if bar else None)
         if bar:
             bar.close()
         if rank == 0 and dist.is_initialized():
@@ -252,17 +252,6 @@ def _card(opts: RunOptions, device: torch.device, world: int, wall: float, val: 
         "validation": val,
         "torch": str(torch.__version__),
     }
-
-
-def _bar_callback(bar: Progress | None):
-    if bar is None:
-        return None
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done)
-
-    return update
 
 
 def _global_mean(value: torch.Tensor, world: int) -> float:

@@ -1,0 +1,34 @@
+"""Fitting a static-bernoulli table into a model file, and coding with it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import torch
+
+from melcodec import Codec, entropy, load_model, tables
+
+
+def test_fitted_table_matches_counts_and_shrinks_files(tiny_model_path, tmp_path):
+    path = tmp_path / "fit.pt"
+    shutil.copy(tiny_model_path, path)
+    torch.manual_seed(0)
+    # Smooth "spectrogram" tiles: a random ramp per tile, so the bits are skewed.
+    ramp = torch.linspace(0, 1, 256)[None, None, :, None].expand(12, 1, 256, 256)
+    tiles_ = (ramp * torch.rand(12, 1, 1, 1)).contiguous()
+    before = load_model(path).sha256
+    info = tables.fit_static_table(path, tiles_)
+    model = load_model(path)
+    assert model.sha256 != before, "a new table makes a new model file"
+    table = model.probability["static_bernoulli"]
+    ones = tables.count_ones(model.net, tiles_)
+    torch.testing.assert_close(table, entropy.table_from_counts(ones, 12))
+    assert info["fit_tiles"] == 12 and 0 < info["entropy_bits_per_tile"] < 32768
+    codec = Codec(model)
+    assert codec.prob.id == entropy.StaticBernoulli.id
+    bits = codec.tile_bits(tiles_[:, 0])
+    coded = [codec.prob.encode(b) for b in bits]
+    assert all(len(payload) < 4096 for _, payload in coded)
+    back = [codec.prob.decode(c, p, codec.latent_shape) for c, p in coded]
+    assert np.array_equal(np.stack(back), bits)
