@@ -1,9 +1,9 @@
 """Training throughput of the paper-size model, and the projected paper recipe.
 
 Times full optimiser steps (forward, loss, backward, AdamW) on uniform noise at
-256x256 with batch 16 and 64, in channels_last memory (faster on CPU), after
-warm-up steps, and reports the median. The paper's recipe is 425 steps of batch
-64 at 256x256.
+256x256 with batch 16 and 64, after a warm-up step, and reports the median;
+and, at 16 x 128, the memory layout and torch.compile side by side. The
+paper's recipe is 425 steps of batch 64 at 256x256.
 
     python bench/train_speed.py [--device cpu|cuda] [--steps 3] [--loss nlpd]
 """
@@ -23,13 +23,20 @@ from melcodec.recipes import RECIPES
 PAPER_STEPS = RECIPES["paper"].steps
 
 
-def time_steps(device: torch.device, batch: int, crop: int, loss: str, steps: int) -> list[float]:
+def time_steps(
+    device: torch.device,
+    batch: int,
+    crop: int,
+    loss: str,
+    steps: int,
+    layout: torch.memory_format = torch.channels_last,
+    compiled: bool = False,
+) -> list[float]:
     torch.manual_seed(0)
-    net = Autoencoder().to(device).to(memory_format=torch.channels_last)
+    net = Autoencoder().to(device).to(memory_format=layout)
     optim = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, 1, crop, crop, device=device).contiguous(
-        memory_format=torch.channels_last
-    )
+    x = torch.rand(batch, 1, crop, crop, device=device).contiguous(memory_format=layout)
+    model = torch.compile(net) if compiled else net
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     times = []
     for i in range(steps + 1):  # the first step warms up and is dropped
@@ -37,7 +44,7 @@ def time_steps(device: torch.device, batch: int, crop: int, loss: str, steps: in
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with autocast:
-            y = net(x)
+            y = model(x)
         value = metrics.LOSSES[loss](y.float(), x).mean()
         optim.zero_grad(set_to_none=True)
         value.backward()
@@ -73,11 +80,11 @@ def main() -> None:
         f"Training step, paper-size model, {args.loss} loss, median of {args.steps} steps after "
         f"warm-up; {where}, torch {m['torch']}, {m['date']}.",
         "",
-        "| batch x crop | s per step | images/s |",
-        "|---|---|---|",
+        "| batch x crop | memory | torch.compile | s per step | images/s |",
+        "|---|---|---|---|---|",
         *(
-            f"| {r['batch']} x {r['crop']} | {r['seconds_per_step']:.2f} "
-            f"| {r['images_per_s']:.1f} |"
+            f"| {r['batch']} x {r['crop']} | {r['layout']} | {'yes' if r['compiled'] else 'no'} "
+            f"| {r['seconds_per_step']:.2f} | {r['images_per_s']:.1f} |"
             for r in rows
         ),
         "",
