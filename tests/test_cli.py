@@ -22,6 +22,7 @@ from conftest import EXAMPLE_FLAC, OTHER_NAME, TINY_NAME
 
 from melcodec import bitstream
 from melcodec.cli import cli, main
+from melcodec.files import encode_file
 
 GL = ["--gl-iters", "1"]
 
@@ -383,3 +384,13 @@ def test_subprocess_round_trip(tmp_path, make_audio, tiny_model_path):
     assert bad.returncode == 1
     assert_one_line_error(bad.returncode, bad.stderr, "not a melcodec")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path, tiny_model_path, make_audio):
+    """Written through a temporary file, but not left private like mkstemp's 0600."""
+    source = make_audio("perm.wav", seconds=0.5)
+    target = tmp_path / "perm.mlc"
+    encode_file(source, target, str(tiny_model_path))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
