@@ -16,7 +16,7 @@ import time
 from common import machine, median, music_dev, save
 
 from melcodec import Codec, audio, bitstream, frontend, mel
-from melcodec.codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
+from melcodec.codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, DecodeOptions
 from melcodec.griffinlim import griffin_lim
 
 
@@ -41,7 +41,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {k: [] for k in keys}
         for _ in range(args.repeats):
             blob, t_enc = timed(codec.encode, data, rate)
-            _, t_dec = timed(codec.decode, blob)
+            (wave, _), t_dec = timed(codec.decode, blob)
             reader = codec.open(io.BytesIO(blob))
             logmel, t_net = timed(codec.decode_logmel, reader)
             mag, t_inv = timed(mel.inverse_log_mel, logmel)
@@ -52,7 +52,9 @@ def main() -> None:
         for k in keys:
             rtf[k].append(median(runs[k]))
         count = frontend.num_tiles(reader.header.num_samples)
-        sizes.append({"clip": path.name, "bytes": len(blob), "tiles": count})
+        source, _ = codec.decode(blob, DecodeOptions(sample_rate="source"))
+        exact = wave.numel() == reader.header.num_samples and source.numel() == data.shape[0]
+        sizes.append({"clip": path.name, "bytes": len(blob), "tiles": count, "exact_length": exact})
     summary = {k: median(v) for k, v in rtf.items()}
     worst = max(s["bytes"] - 4096 * s["tiles"] for s in sizes)
     m = machine()
@@ -73,7 +75,9 @@ def main() -> None:
         "",
         f"File size: at most {worst:+d} bytes against 4,096 bytes per tile "
         f"(container: {bitstream.header_size(reader.header) - 4 * count} bytes per file with a "
-        f"{name_len}-byte model name, plus {4 + bitstream.chunk_overhead()} bytes per tile).",
+        f"{name_len}-byte model name, plus {4 + bitstream.chunk_overhead()} bytes per tile). "
+        f"Decoded length exact at 16 kHz and at the source rate: "
+        f"{sum(s['exact_length'] for s in sizes)} of {len(sizes)} clips.",
     ]
     payload = {"machine": m, "model": codec.model.name, "realtime_factor": summary, "files": sizes}
     save("codec_speed", payload, "\n".join(lines))
