@@ -67,13 +67,28 @@ def main() -> None:
     if device.type == "cuda":
         m["gpu"] = torch.cuda.get_device_name(device)
     rows = []
-    for batch, crop in ((16, 256), (64, 256), (16, 128)):
-        t = median(time_steps(device, batch, crop, args.loss, args.steps))
+    configs = [
+        (16, 128, "contiguous", False),
+        (16, 128, "channels_last", False),
+        (16, 128, "channels_last", True),
+        (16, 256, "channels_last", False),
+        (64, 256, "channels_last", False),
+    ]
+    for batch, crop, layout, compiled in configs:
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        t = median(time_steps(device, batch, crop, args.loss, args.steps, fmt, compiled))
         rows.append(
-            {"batch": batch, "crop": crop, "seconds_per_step": t, "images_per_s": batch / t}
+            {
+                "batch": batch,
+                "crop": crop,
+                "layout": layout,
+                "compiled": compiled,
+                "seconds_per_step": t,
+                "images_per_s": batch / t,
+            }
         )
         print(rows[-1], flush=True)
-    paper = next(r for r in rows if r["batch"] == 64 and r["crop"] == 256)
+    paper = next(r for r in rows if r["batch"] == 64)
     hours = paper["seconds_per_step"] * PAPER_STEPS / 3600
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     lines = [
