@@ -18,14 +18,6 @@ from melcodec.errors import UsageError
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # ---------------------------------------------------------------------------
 # NoiseImages
 # ---------------------------------------------------------------------------

@@ -15,16 +15,6 @@ from melcodec.metrics import LOSSES, METRICS, mse, msssim, nlpd
 SEED = 1234
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny; on a loaded 2-core machine intra-op threads mostly spin
-    # waiting for each other (seen: 4 s -> 60 s for this file). Restored afterwards.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # ---------------------------------------------------------------------------
 # Deterministic test images (no files): values in [0, 1], shape [1, 1, H, W].
 # ---------------------------------------------------------------------------

@@ -33,15 +33,6 @@ from melcodec.recipes import RECIPES, Recipe
 SMALL = ArchConfig(channels=16, latent_channels=16, final_norm=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors on a busy 2-core machine: intra-op threads mostly wait for each other.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(autouse=True)
 def _few_validation_tiles(monkeypatch):
     # Validation runs at the last step on VALIDATION_TILES full 256 x 256 tiles; with
