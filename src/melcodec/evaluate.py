@@ -6,6 +6,7 @@ quantiser. NLPD is computed per example and then averaged.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 
@@ -22,8 +23,21 @@ def tiles_of(paths: Iterable[str | os.PathLike]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def per_tile(net: Autoencoder, tiles: torch.Tensor, batch: int = 8) -> dict[str, torch.Tensor]:
-    """Metric values per tile for ``net`` in eval mode (its train/eval state is restored)."""
+def per_tile(
+    net: Autoencoder, tiles: torch.Tensor, batch: int = 8, batch_stats: bool = False
+) -> dict[str, torch.Tensor]:
+    """Metric values per tile for ``net`` in eval mode (its train/eval state is restored).
+
+    ``batch_stats`` is a diagnostic the codec cannot use: BatchNorm normalises
+    with the statistics of each evaluation batch instead of its running ones
+    (the quantiser stays hard), which shows how far those running statistics
+    are from the test data's.
+    """
+    if batch_stats:
+        net = copy.deepcopy(net).train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.track_running_stats, m.running_mean, m.running_var = False, None, None
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
