@@ -171,28 +171,12 @@ def models() -> None:
 @click.option("--val-every", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--val-data", default=None, help="Folder of audio for validation tiles.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
-def train(
-    loss, data_, recipe, steps, batch_size, crop, lr, seed, out, name, device, checkpoint_every,
-    val_every, val_data, resume,
-) -> None:  # fmt: skip
+def train(recipe: str, steps, batch_size, crop, lr, data_: str, **options) -> None:
     """Train an autoencoder (the paper's recipe or ours); writes OUT/model.pt."""
     from . import train as training
 
     chosen = RECIPES[recipe].with_overrides(steps=steps, batch_size=batch_size, crop=crop, lr=lr)
-    opts = training.RunOptions(
-        loss=loss,
-        data=data_,
-        recipe=chosen,
-        out=out,
-        seed=seed,
-        device=device,
-        checkpoint_every=checkpoint_every,
-        val_every=val_every,
-        val_data=val_data,
-        resume=resume,
-        name=name,
-    )
-    training.train(opts)
+    training.train(training.RunOptions(recipe=chosen, data=data_, **options))
 
 
 @cli.command("fit-table")
