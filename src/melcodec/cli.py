@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def encode(source: Path, target: Path, model: str | None, force: bool) -> None:
     """Encode an audio file (or a folder tree of them) to .mlc."""
     codec = Codec.load(model or zoo.DEFAULT_MODEL)
     if not source.is_dir():
-        files.encode_file(source, target, codec, force)
+        with _single_progress("encode") as update:
+            files.encode_file(source, target, codec, force, update)
         return
     pairs = files.plan_tree(source, target, files.MLC_SUFFIX, data.find_audio)
     _run_tree(pairs, lambda s, t: files.encode_file(s, t, codec, force), "encode")
@@ -79,10 +81,22 @@ def decode(
     options = DecodeOptions(gl_iters, gl_momentum, seed, _parse_rate(sample_rate))
     codec = Codec.load(model) if model else None
     if not source.is_dir():
-        files.decode_file(source, target, codec, options, float32, force)
+        with _single_progress("decode") as update:
+            files.decode_file(source, target, codec, options, float32, force, update)
         return
     pairs = files.plan_tree(source, target, ".wav", lambda d: sorted(d.rglob("*.mlc")))
     _run_tree(pairs, lambda s, t: files.decode_file(s, t, codec, options, float32, force), "decode")
+
+
+@contextlib.contextmanager
+def _single_progress(label: str):
+    """Progress in tiles for one long file; quiet for short ones off a terminal."""
+    bar = Progress(0, f"{label} (tiles)")
+    try:
+        yield bar.callback()
+    finally:
+        if bar.done:
+            bar.close()
 
 
 def _parse_rate(value: str) -> int | str | None:

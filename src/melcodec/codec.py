@@ -114,13 +114,27 @@ class Codec:
         )
 
     # -- decoding ---------------------------------------------------------
-    def decode(self, data: bytes, options: DecodeOptions | None = None) -> tuple[torch.Tensor, int]:
-        """.mlc bytes -> (waveform, sample rate)."""
+    def decode(
+        self, data: bytes, options: DecodeOptions | None = None, progress: Callable | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """.mlc bytes -> (waveform, sample rate).
+
+        ``progress(done, total)`` counts in tiles: the networks, then Griffin-Lim.
+        """
         options = options or DecodeOptions()
         reader = self.open(io.BytesIO(data))
-        logmel = self.decode_logmel(reader)
+        count = len(reader)
+        logmel = self.decode_logmel(reader, progress and (lambda d, _: progress(d, 2 * count)))
+        gl_progress = progress and (
+            lambda d, total: progress(count + count * d // total, 2 * count)
+        )
         wave = frontend.synthesise(
-            logmel, reader.header.num_samples, options.gl_iters, options.gl_momentum, options.seed
+            logmel,
+            reader.header.num_samples,
+            options.gl_iters,
+            options.gl_momentum,
+            options.seed,
+            gl_progress,
         )
         return self._output_rate(wave, reader.header, options.sample_rate)
 
@@ -167,20 +181,24 @@ class Codec:
         bits = prob.decode(chunk.coding, chunk.payload, self.latent_shape)
         return bits, chunk.lo, chunk.hi
 
-    def decode_tiles(self, bits: np.ndarray) -> torch.Tensor:
+    def decode_tiles(self, bits: np.ndarray, progress: Callable | None = None) -> torch.Tensor:
         """Bits ``[n, C, 16, 16]`` -> scaled tiles ``[n, 256, 256]``."""
         out = []
         for i in range(0, len(bits), NETWORK_BATCH):
             b = torch.from_numpy(np.ascontiguousarray(bits[i : i + NETWORK_BATCH]))
             out.append(self.model.net.decode_bits(b)[:, 0])
+            if progress:
+                progress(min(i + NETWORK_BATCH, len(bits)), len(bits))
         return torch.cat(out)
 
-    def decode_logmel(self, reader: bitstream.Reader) -> torch.Tensor:
+    def decode_logmel(
+        self, reader: bitstream.Reader, progress: Callable | None = None
+    ) -> torch.Tensor:
         parts = [self.read_bits(reader, i) for i in range(len(reader))]
         bits = np.stack([p[0] for p in parts])
         lo = torch.tensor([p[1] for p in parts])
         hi = torch.tensor([p[2] for p in parts])
-        return tiles.join(tiles.unscale(self.decode_tiles(bits), lo, hi))
+        return tiles.join(tiles.unscale(self.decode_tiles(bits, progress), lo, hi))
 
     @staticmethod
     def _output_rate(

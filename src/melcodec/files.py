@@ -35,6 +35,7 @@ def encode_file(
     target: str | os.PathLike,
     model: str | Codec = "default",
     force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Encode one audio file to an .mlc file; returns the path written."""
     source, target = Path(source), Path(target)
@@ -43,7 +44,7 @@ def encode_file(
     _check_target(target, force)
     codec = model if isinstance(model, Codec) else Codec.load(model)
     wave, rate, length = frontend.load(source)
-    payload = codec.encode_16k(wave, rate, length)
+    payload = codec.encode_16k(wave, rate, length, progress)
     atomic_write(target, lambda fh: fh.write(payload))
     return target
 
@@ -55,6 +56,7 @@ def decode_file(
     options: DecodeOptions | None = None,
     float32: bool = False,
     force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Decode an .mlc file to WAV or FLAC; the model defaults to the one named inside."""
     source, target = Path(source), Path(target)
@@ -66,7 +68,7 @@ def decode_file(
     if model is None:
         model = resolve_name(read_header(source).model_name)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
-    wave, rate = codec.decode(data, options)
+    wave, rate = codec.decode(data, options, progress)
     audio.write_audio(target, wave, rate, float32)
     return target
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,13 @@ def analyse(wave: torch.Tensor) -> Analysis:
 
 
 def synthesise(
-    logmel: torch.Tensor, num_samples: int, n_iter: int, momentum: float, seed: int = 0
+    logmel: torch.Tensor,
+    num_samples: int,
+    n_iter: int,
+    momentum: float,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio."""
-    return griffin_lim(mel.inverse_log_mel(logmel), num_samples, n_iter, momentum, seed)
+    mag = mel.inverse_log_mel(logmel)
+    return griffin_lim(mag, num_samples, n_iter, momentum, seed, progress=progress)

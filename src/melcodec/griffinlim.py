@@ -10,6 +10,7 @@ with phases carried across blocks, which needs a chosen starting phase.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -30,12 +31,18 @@ def griffin_lim(
     momentum: float = 0.99,
     seed: int = 0,
     cfg: MelConfig = MEL,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Magnitude ``[n_freqs, frames]`` of an uncentred STFT -> ``num_samples`` of audio."""
+    """Magnitude ``[n_freqs, frames]`` of an uncentred STFT -> ``num_samples`` of audio.
+
+    ``progress(frames_done, frames)`` is called after each block.
+    """
     frames = mag.shape[1]
     gen = torch.Generator().manual_seed(seed)
     if frames <= BLOCK_FRAMES:
         wave, _ = _run(mag, None, n_iter, momentum, gen, cfg)
+        if progress:
+            progress(frames, frames)
         return _fit(wave, num_samples)
     hop = cfg.hop_length
     out = torch.zeros(frames * hop + cfg.n_fft + 2 * _EDGE * hop, dtype=mag.dtype)
@@ -50,6 +57,8 @@ def griffin_lim(
             ramp = torch.linspace(0, 1, fade, dtype=wave.dtype)
             seg[:fade] = seg[:fade] * (1 - ramp) + wave[:fade] * ramp
         seg[fade:] = wave[fade : seg.numel()]
+        if progress:
+            progress(stop, frames)
         if stop == frames:
             break
         start = stop - OVERLAP_FRAMES

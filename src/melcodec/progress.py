@@ -16,13 +16,16 @@ class Progress:
         self.tty = self.stream.isatty()
         # Off a terminal the first line waits ``every`` seconds: short work stays quiet.
         self.every, self.last = every, self.t0
+        self.printed = False
 
     def update(self, done: int, info: str = "") -> None:
         self.done = done
         now = time.monotonic()
-        if not self.tty and now - self.last < self.every and done < self.total:
-            return
-        self.last = now
+        if not self.tty and now - self.last < self.every:
+            # Off a terminal the closing line only follows earlier ones: short work is quiet.
+            if done < self.total or not self.printed:
+                return
+        self.last, self.printed = now, True
         rate = (done - self.start_count) / max(now - self.t0, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else 0.0
         line = f"{self.label} {done}/{self.total} {info} [{_clock(now - self.t0)}<{_clock(eta)}]"
