@@ -39,6 +39,11 @@ VARIANTS = {
         "nlpd",
         dataclasses.replace(BASE, arch=dataclasses.replace(OURS, quantiser="ste")),
     ),
+    "ste-mse": (
+        "base + straight-through quantiser, MSE",
+        "mse",
+        dataclasses.replace(BASE, arch=dataclasses.replace(OURS, quantiser="ste")),
+    ),
     "soft1-nlpd": (
         "base + softness s = 1",
         "nlpd",
@@ -115,7 +120,8 @@ def batch_stats_row(name: str, out_root: Path, tiles) -> str:
 
 
 def table(batch_stats: list[str], out_root: Path) -> str:
-    rows = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.exists() else []
+    runs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.exists() else []
+    rows = list({r["variant"]: r for r in runs}.values())  # a rerun replaces its row
     tiles = evaluate.tiles_of(music_dev())
     base = evaluate.mean_baseline(tiles)
     lines = [

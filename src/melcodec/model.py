@@ -27,7 +27,7 @@ class ArchConfig:
     # The paper puts BatchNorm before the encoder's final Tanh; see docs/training.md.
     final_norm: bool = True
     # "soft": tanh(2 s z), the paper's soft assignment to {-1, +1};
-    # "ste": hard sign forward, the soft assignment's gradient backward.
+    # "ste": hard sign forward, identity gradient backward (straight-through).
     quantiser: str = "soft"
     softness: float = 10.0
 
@@ -99,7 +99,8 @@ def quantise(z: torch.Tensor, mode: str, softness: float, hard: bool) -> torch.T
     if mode == "soft":
         return soft
     if mode == "ste":
-        return soft + (sign - soft).detach()
+        # Identity, not tanh(2 s z)'s gradient: that one vanishes where z saturates.
+        return z + (sign - z).detach()
     raise ValueError(f"unknown quantiser {mode!r}")
 
 
