@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 from common import RESULTS, machine, music_dev
@@ -81,10 +80,9 @@ def run(name: str, steps: int, val_every: int, out_root: Path) -> dict:
         resume=True,
         name=f"ablation-{name}",
     )
-    t0 = time.monotonic()
-    path = train.train(opts)
-    wall = time.monotonic() - t0
-    net = load_model(path).net
+    model = load_model(train.train(opts))
+    wall = model.card["wall_time_s"]  # includes the steps before a resume
+    net = model.net
     tiles = evaluate.tiles_of(music_dev())
     final = evaluate.summary(evaluate.per_tile(net, tiles))
     curve = [
@@ -122,6 +120,10 @@ def batch_stats_row(name: str, out_root: Path, tiles) -> str:
 def table(batch_stats: list[str], out_root: Path) -> str:
     runs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.exists() else []
     rows = list({r["variant"]: r for r in runs}.values())  # a rerun replaces its row
+    for r in rows:  # the card's wall time counts the steps before a resume too
+        path = out_root / r["variant"] / "model.pt"
+        if path.exists():
+            r["wall_s"] = load_model(path).card["wall_time_s"]
     tiles = evaluate.tiles_of(music_dev())
     base = evaluate.mean_baseline(tiles)
     lines = [
