@@ -141,6 +141,37 @@ def info(path: Path, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
+@cli.command("eval")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write all rows as JSON.")
+@click.option(
+    "--csv", "csv_out", type=click.Path(path_type=Path), help="Write per-file rows as CSV."
+)
+@click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))
+def eval_(path: Path, names: str, json_out: Path | None, csv_out: Path | None, gl_iters: int):
+    """Measure models on a file or folder: paper metrics, end to end, bitrate, speed."""
+    from . import benchmark
+
+    files = benchmark.find_inputs(path)
+    for out in (json_out, csv_out):
+        if out is not None and not out.resolve().parent.is_dir():
+            raise UsageError(f"output folder does not exist: {out.parent}")
+    options = DecodeOptions(gl_iters=gl_iters)
+    systems = [
+        benchmark.CodecSystem(Codec.load(n.strip()), options) for n in names.split(",") if n.strip()
+    ]
+    bar = Progress(len(systems) * len(files), "eval")
+    rows = benchmark.run(systems, files, bar.callback())
+    bar.close()
+    summary = benchmark.summarise(rows)
+    click.echo(benchmark.table(summary))
+    if json_out:
+        benchmark.write_json(rows, summary, json_out)
+    if csv_out:
+        benchmark.write_csv(rows, csv_out)
+
+
 @cli.command()
 def models() -> None:
     """List the shipped and user models that --model NAME finds."""

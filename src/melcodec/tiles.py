@@ -31,8 +31,13 @@ def scale(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     """Per-tile min/max scaling to [0, 1]; returns (scaled, mins, maxs) as float32."""
     lo = tiles.amin(dim=(-2, -1))
     hi = tiles.amax(dim=(-2, -1))
+    return scale_with(tiles, lo, hi), lo, hi
+
+
+def scale_with(tiles: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Scale ``[tiles, n_mels, 256]`` with given per-tile min/max, clipped to [0, 1]."""
     span = (hi - lo).clamp_min(MIN_RANGE)[:, None, None]
-    return ((tiles - lo[:, None, None]) / span).clamp(0, 1), lo, hi
+    return ((tiles - lo[:, None, None]) / span).clamp(0, 1)
 
 
 def unscale(scaled: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""``melcodec eval`` on a two-clip fixture."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from melcodec import Codec, DecodeOptions, benchmark
+from melcodec.cli import cli
+
+
+@pytest.fixture
+def two_clips(make_audio, tmp_path):
+    folder = tmp_path / "clips"
+    make_audio("a.wav", seconds=4.3, rate=44100, channels=2, root=folder, seed=1)
+    make_audio("b.flac", seconds=2.0, rate=22050, root=folder, seed=2)
+    return folder
+
+
+def test_identity_scores_zero_zero_one(two_clips):
+    rows = benchmark.run([benchmark.IdentitySystem()], benchmark.find_inputs(two_clips))
+    (s,) = benchmark.summarise(rows)
+    for domain in ("spec", "e2e"):
+        assert s[f"{domain}_mse"] < 1e-10
+        assert s[f"{domain}_nlpd"] < 1e-4
+        assert s[f"{domain}_msssim"] > 0.9999
+
+
+def test_codec_rows_are_in_range_and_bitrate_is_real(two_clips, tiny_loaded):
+    system = benchmark.CodecSystem(Codec(tiny_loaded), DecodeOptions(gl_iters=2))
+    rows = benchmark.run([system], benchmark.find_inputs(two_clips))
+    assert [r["file"] for r in rows] == ["a.wav", "b.flac"]
+    for r in rows:
+        assert 0 < r["spec_mse"] < 1 and 0 < r["e2e_mse"] < 1
+        assert 0 < r["spec_nlpd"] and 0 < r["e2e_nlpd"]
+        assert 0 <= r["spec_msssim"] < 1 and 0 <= r["e2e_msssim"] < 1
+        assert r["kbit_per_s"] == pytest.approx(r["bytes"] * 8 / r["seconds"] / 1000)
+        assert r["bytes"] <= 4096 * r["tiles"] + 200
+    (s,) = benchmark.summarise(rows)
+    assert s["tiles"] == sum(r["tiles"] for r in rows) == 3
+    expected = sum(r["spec_nlpd"] * r["tiles"] for r in rows) / 3
+    assert s["spec_nlpd"] == pytest.approx(expected)
+
+
+def test_cli_eval_writes_json_and_csv(two_clips, tiny_model_path, tmp_path):
+    out_json, out_csv = tmp_path / "e.json", tmp_path / "e.csv"
+    args = ["eval", str(two_clips), "--models", str(tiny_model_path), "--gl-iters", "1"]
+    result = CliRunner().invoke(cli, [*args, "--json", str(out_json), "--csv", str(out_csv)])
+    assert result.exit_code == 0, result.output
+    assert "| tiny-test |" in result.output
+    blob = json.loads(out_json.read_text())
+    assert blob["summary"][0]["system"] == "tiny-test" and len(blob["files"]) == 2
+    with out_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and float(rows[0]["spec_msssim"]) <= 1
+
+
+def test_eval_of_an_empty_folder_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path)])
+    assert result.exit_code != 0
