@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import audio, data, frontend, mel, metrics, tiles
+from . import audio, bitstream, data, frontend, mel, metrics, peers, tiles
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import UsageError
@@ -33,13 +33,17 @@ METRIC_NAMES = tuple(metrics.METRICS)
 
 
 class System(Protocol):
+    """What eval measures. ``reconstruct`` may return None: no spectrogram of its own."""
+
     name: str
 
     def encode(self, wave: torch.Tensor, rate: int, length: int) -> bytes: ...
 
     def decode(self, data: bytes) -> torch.Tensor: ...
 
-    def reconstruct(self, scaled: torch.Tensor) -> torch.Tensor: ...
+    def reconstruct(self, scaled: torch.Tensor) -> torch.Tensor | None: ...
+
+    def overhead(self, data: bytes) -> int: ...
 
 
 @dataclass
@@ -63,6 +67,10 @@ class CodecSystem:
         bits = self.codec.tile_bits(scaled[:, 0])
         return self.codec.decode_tiles(bits).unsqueeze(1)
 
+    def overhead(self, data: bytes) -> int:
+        reader = bitstream.Reader(io.BytesIO(data))
+        return len(data) - sum(len(reader.chunk(i).payload) for i in range(len(reader)))
+
 
 class IdentitySystem:
     """Returns its input: the check that a perfect system scores 0 / 0 / 1."""
@@ -77,6 +85,9 @@ class IdentitySystem:
 
     def reconstruct(self, scaled: torch.Tensor) -> torch.Tensor:
         return scaled
+
+    def overhead(self, data: bytes) -> int:
+        return 0
 
 
 def _scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -94,24 +105,34 @@ def measure(system: System, path: Path) -> dict:
     t1 = time.perf_counter()
     decoded = system.decode(data)
     t2 = time.perf_counter()
+    lag = 0
+    if getattr(system, "align", False):
+        decoded, lag = peers.align(decoded, wave)
     count = len(x)
     padded = audio.fit_length(decoded, mel.padded_length(count * tiles.TILE_FRAMES))
     again = tiles.scale_with(tiles.split(mel.log_mel(padded)), original.lo, original.hi)
-    spectro = _scores(system.reconstruct(x), x)
+    reconstructed = system.reconstruct(x)
     end_to_end = _scores(again.unsqueeze(1), x)
     seconds = wave.numel() / MEL.sample_rate
+    coded = getattr(system, "has_bitstream", True)
     row = {
         "system": system.name,
         "file": path.name,
         "tiles": count,
         "seconds": round(seconds, 4),
-        "bytes": len(data),
-        "kbit_per_s": len(data) * 8 / seconds / 1000,
-        "bits_per_pixel": len(data) * 8 / (count * MEL.n_mels * tiles.TILE_FRAMES),
+        "bytes": len(data) if coded else None,
+        "overhead_bytes": system.overhead(data) if coded else None,
+        "kbit_per_s": len(data) * 8 / seconds / 1000 if coded else None,
+        "bits_per_pixel": (
+            len(data) * 8 / (count * MEL.n_mels * tiles.TILE_FRAMES) if coded else None
+        ),
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
+        "lag_samples": lag,
     }
-    row |= {f"spec_{k}": float(v.mean()) for k, v in spectro.items()}
+    for k, fn in metrics.METRICS.items():
+        value = float("nan") if reconstructed is None else float(fn(reconstructed, x).mean())
+        row[f"spec_{k}"] = value
     row |= {f"e2e_{k}": float(v.mean()) for k, v in end_to_end.items()}
     return row
 
@@ -134,10 +155,16 @@ def summarise(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["system"] == name]
         count = sum(r["tiles"] for r in mine)
         seconds = sum(r["seconds"] for r in mine)
-        size = sum(r["bytes"] for r in mine)
+        size = sum(r["bytes"] or 0 for r in mine)
         summary = {"system": name, "files": len(mine), "tiles": count, "seconds": seconds}
-        summary["kbit_per_s"] = size * 8 / seconds / 1000
-        summary["bits_per_pixel"] = size * 8 / (count * MEL.n_mels * tiles.TILE_FRAMES)
+        coded = mine[0]["bytes"] is not None
+        summary["kbit_per_s"] = size * 8 / seconds / 1000 if coded else None
+        summary["bits_per_pixel"] = (
+            size * 8 / (count * MEL.n_mels * tiles.TILE_FRAMES) if coded else None
+        )
+        summary["overhead_bytes_per_file"] = (
+            sum(r["overhead_bytes"] for r in mine) / len(mine) if coded else None
+        )
         for key in (f"{d}_{m}" for d in ("spec", "e2e") for m in METRIC_NAMES):
             summary[key] = sum(r[key] * r["tiles"] for r in mine) / count
         summary["encode_x_realtime"] = seconds / sum(r["encode_s"] for r in mine)
@@ -153,13 +180,17 @@ def table(summary: list[dict]) -> str:
     )
     lines = [head, "|" + "---|" * 11]
     for s in summary:
-        lines.append(
-            f"| {s['system']} | {s['kbit_per_s']:.2f} | {s['bits_per_pixel']:.3f} | "
-            f"{s['spec_mse']:.4f} | {s['spec_nlpd']:.2f} | {s['spec_msssim']:.3f} | "
-            f"{s['e2e_mse']:.4f} | {s['e2e_nlpd']:.2f} | {s['e2e_msssim']:.3f} | "
-            f"{s['encode_x_realtime']:.0f} | {s['decode_x_realtime']:.0f} |"
-        )
+        cells = [s["system"], _fmt(s["kbit_per_s"], ".2f"), _fmt(s["bits_per_pixel"], ".3f")]
+        for domain in ("spec", "e2e"):
+            cells += [_fmt(s[f"{domain}_mse"], ".4f"), _fmt(s[f"{domain}_nlpd"], ".2f")]
+            cells.append(_fmt(s[f"{domain}_msssim"], ".3f"))
+        cells += [_fmt(s["encode_x_realtime"], ".0f"), _fmt(s["decode_x_realtime"], ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
 
 
 def find_inputs(path: str | os.PathLike) -> list[Path]:

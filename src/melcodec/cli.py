@@ -149,9 +149,18 @@ def info(path: Path, as_json: bool) -> None:
     "--csv", "csv_out", type=click.Path(path_type=Path), help="Write per-file rows as CSV."
 )
 @click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))
-def eval_(path: Path, names: str, json_out: Path | None, csv_out: Path | None, gl_iters: int):
+@click.option("--peers", is_flag=True, help="Also Opus, MP3 and the Griffin-Lim ceiling.")
+def eval_(
+    path: Path,
+    names: str,
+    json_out: Path | None,
+    csv_out: Path | None,
+    gl_iters: int,
+    peers: bool,
+) -> None:
     """Measure models on a file or folder: paper metrics, end to end, bitrate, speed."""
     from . import benchmark
+    from .peers import default_peers
 
     files = benchmark.find_inputs(path)
     for out in (json_out, csv_out):
@@ -161,6 +170,8 @@ def eval_(path: Path, names: str, json_out: Path | None, csv_out: Path | None, g
     systems = [
         benchmark.CodecSystem(Codec.load(n.strip()), options) for n in names.split(",") if n.strip()
     ]
+    if peers:
+        systems += default_peers()
     bar = Progress(len(systems) * len(files), "eval")
     rows = benchmark.run(systems, files, bar.callback())
     bar.close()
