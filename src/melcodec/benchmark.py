@@ -94,9 +94,16 @@ def _scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: fn(y, x) for k, fn in metrics.METRICS.items()}
 
 
-@torch.no_grad()
 def measure(system: System, path: Path) -> dict:
     """One file through one system -> a row of per-file means and counts."""
+    return measure_with_outputs(system, path)[0]
+
+
+@torch.no_grad()
+def measure_with_outputs(system: System, path: Path):
+    """As :func:`measure`, also returning what a listener gets: (row, original
+    16 kHz audio, decoded 16 kHz audio, original tiles, decoded audio's tiles scaled
+    with the original's min and max)."""
     wave, rate, length = frontend.load(path)
     original = frontend.analyse(wave)
     x = original.scaled.unsqueeze(1)
@@ -134,7 +141,7 @@ def measure(system: System, path: Path) -> dict:
         value = float("nan") if reconstructed is None else float(fn(reconstructed, x).mean())
         row[f"spec_{k}"] = value
     row |= {f"e2e_{k}": float(v.mean()) for k, v in end_to_end.items()}
-    return row
+    return row, wave, decoded, x, again.unsqueeze(1)
 
 
 def run(

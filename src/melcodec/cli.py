@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import click
+import torch
 
-from . import data, files, zoo
+from . import data, files, frontend, zoo
 from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
 from .info import describe
@@ -167,9 +168,7 @@ def eval_(
         if out is not None and not out.resolve().parent.is_dir():
             raise UsageError(f"output folder does not exist: {out.parent}")
     options = DecodeOptions(gl_iters=gl_iters)
-    systems = [
-        benchmark.CodecSystem(Codec.load(n.strip()), options) for n in names.split(",") if n.strip()
-    ]
+    systems = [benchmark.CodecSystem(Codec.load(n), options) for n in _names(names)]
     if peers:
         systems += default_peers()
     bar = Progress(len(systems) * len(files), "eval")
@@ -181,6 +180,72 @@ def eval_(
         benchmark.write_json(rows, summary, json_out)
     if csv_out:
         benchmark.write_csv(rows, csv_out)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option("--clips", default=3, show_default=True, type=click.IntRange(1, 20))
+@force_option
+def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
+    """The paper's Figure 2: input tiles and each model's output, as a PNG."""
+    from . import benchmark, plots
+
+    files = benchmark.find_inputs(path)[:clips]
+    _check_target(target, force, ".png")
+    inputs = torch.cat([frontend.analyse(frontend.load(f)[0]).scaled[:1] for f in files])
+    inputs = inputs.unsqueeze(1)
+    outputs = {}
+    for name in _names(names):
+        system = benchmark.CodecSystem(Codec.load(name), DecodeOptions())
+        label = system.name if system.name not in outputs else name  # two of one name
+        outputs[label] = system.reconstruct(inputs)
+    plots.figure2(inputs, outputs, target, [f.stem for f in files])
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option("--peers/--no-peers", default=True, show_default=True, help="Opus, MP3, ceiling.")
+@click.option("--clips", default=6, show_default=True, type=click.IntRange(1))
+@click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))
+@force_option
+def report(
+    path: Path, target: Path, names: str, peers: bool, clips: int, gl_iters: int, force: bool
+) -> None:
+    """A static HTML listening page (TARGET/index.html) for models and peers."""
+    from . import benchmark
+    from . import report as reporting
+    from .peers import default_peers
+
+    files = benchmark.find_inputs(path)[:clips]
+    if (target / "index.html").exists() and not force:
+        raise UsageError(f"output exists: {target / 'index.html'} (use --force to overwrite)")
+    if not target.resolve().parent.is_dir():
+        raise UsageError(f"output folder does not exist: {target.parent}")
+    options = DecodeOptions(gl_iters=gl_iters)
+    systems = [benchmark.CodecSystem(Codec.load(n), options) for n in _names(names)]
+    if peers:
+        systems += default_peers()
+    bar = Progress(0, "report")
+    page = reporting.build(systems, files, target, bar.callback())
+    bar.close()
+    click.echo(f"wrote {page}")
+
+
+def _names(names: str) -> list[str]:
+    return [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _check_target(target: Path, force: bool, suffix: str) -> None:
+    if target.suffix.lower() != suffix:
+        raise UsageError(f"output must be a {suffix} file: {target}")
+    if target.exists() and not force:
+        raise UsageError(f"output exists: {target} (use --force to overwrite)")
+    if not target.resolve().parent.is_dir():
+        raise UsageError(f"output folder does not exist: {target.parent}")
 
 
 @cli.command()
