@@ -57,3 +57,9 @@ def test_griffin_lim_ceiling_has_no_bitstream(make_audio):
     row = benchmark.measure(peers.GriffinLimCeiling(gl_iters=4), make_audio("x.wav", seconds=1))
     assert row["bytes"] is None and row["kbit_per_s"] is None
     assert row["spec_mse"] == 0 and row["e2e_mse"] < 0.01
+
+
+def test_missing_tools_are_reported_before_any_work(monkeypatch):
+    monkeypatch.setattr(peers.shutil, "which", lambda tool: None)
+    with pytest.raises(peers.UsageError, match="opus-tools, lame"):
+        peers.default_peers()

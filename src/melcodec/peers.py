@@ -196,7 +196,16 @@ def _mp3_frame_length(data: bytes, pos: int) -> int:
 
 
 def default_peers() -> list:
-    """The peers of the README's comparison, at rates near ours."""
+    """The peers of the README's comparison, at rates near ours.
+
+    Raises a UsageError up front when their command-line tools are missing.
+    """
+    missing = [tool for tool in ("opusenc", "opusdec", "lame") if shutil.which(tool) is None]
+    if missing:
+        raise UsageError(
+            f"peer codecs need {', '.join(missing)} (Debian: opus-tools, lame); "
+            "install them or leave the peers out"
+        )
     return [
         Opus(6),
         Opus(8),
