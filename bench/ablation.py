@@ -140,7 +140,21 @@ def table(batch_stats: list[str], out_root: Path) -> str:
             f"{m['msssim']:.3f} | {r['wall_s'] / 60:.0f} min |"
         )
     lines += [batch_stats_row(name, out_root, tiles) for name in batch_stats]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + curves(rows)
+
+
+def curves(rows: list[dict]) -> str:
+    """Learning curves: music-dev NLPD / MS-SSIM at each validation step."""
+    steps = sorted({c["step"] for r in rows for c in r["curve"]})
+    lines = [
+        "| variant | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|" + "---|" * len(steps),
+    ]
+    for r in rows:
+        at = {c["step"]: c for c in r["curve"]}
+        cells = [f"{at[s]['nlpd']:.1f} / {at[s]['msssim']:.2f}" if s in at else "" for s in steps]
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    return "Music-dev NLPD / MS-SSIM during training:\n\n" + "\n".join(lines)
 
 
 def main() -> None:
