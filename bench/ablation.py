@@ -23,7 +23,7 @@ from melcodec import evaluate, load_model, train
 from melcodec.model import ArchConfig
 from melcodec.recipes import RECIPES
 
-BASE = RECIPES["cpu"]
+BASE = RECIPES["cpu-v1"]  # the recipe these rows were run with
 PAPER_ARCH = ArchConfig()  # BatchNorm before Tanh, soft quantiser, s = 10
 OURS = BASE.arch
 
