@@ -461,3 +461,13 @@ def test_resume_drops_logged_steps_after_the_checkpoint(tmp_path):
     (out / "model.pt").unlink()
     train.train(dataclasses.replace(options(out, steps=4), resume=True))
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4]
+
+
+def test_compiled_training_matches_eager(tmp_path):
+    """torch.compile changes speed, not the run: the losses agree to float noise."""
+    eager = train.train(dataclasses.replace(options(tmp_path / "e", steps=2), compile="no"))
+    compiled = train.train(dataclasses.replace(options(tmp_path / "c", steps=2), compile="yes"))
+    assert eager.is_file() and compiled.is_file()
+    a, b = read_log(tmp_path / "e"), read_log(tmp_path / "c")
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)

@@ -292,6 +292,13 @@ def models() -> None:
 @click.option("--val-every", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--val-data", default=None, help="Folder of audio for validation tiles.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option(
+    "--compile",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "yes", "no"]),
+    help="torch.compile the step; auto: for runs of 500 steps or more.",
+)
 def train(recipe: str, steps, batch_size, crop, lr, data_: str, **options) -> None:
     """Train an autoencoder (the paper's recipe or ours); writes OUT/model.pt."""
     from . import train as training
