@@ -174,7 +174,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         )
         for key in (f"{d}_{m}" for d in ("spec", "e2e") for m in METRIC_NAMES):
             summary[key] = sum(r[key] * r["tiles"] for r in mine) / count
-        summary["encode_x_realtime"] = seconds / sum(r["encode_s"] for r in mine)
+        summary["encode_x_realtime"] = seconds / sum(r["encode_s"] for r in mine) if coded else None
         summary["decode_x_realtime"] = seconds / sum(r["decode_s"] for r in mine)
         out.append(summary)
     return out
