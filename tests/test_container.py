@@ -274,3 +274,14 @@ def test_same_name_other_weights_refused_by_hash(tmp_path, other_loaded, encoded
     assert loaded.name == TINY_NAME
     with pytest.raises(ModelError, match=TINY_NAME):
         Codec(loaded).decode(encoded_3_tiles, FAST)
+
+
+@pytest.mark.parametrize("field", ["hop_length", "n_mels", "f_max", "log_eps"])
+def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
+    reader = _reader(encoded_3_tiles)
+    header = reader.header
+    value = getattr(header, field)
+    changed = dataclasses.replace(header, **{field: type(value)(value * 2)})
+    chunks = [reader.chunk(i) for i in range(len(reader))]
+    with pytest.raises(FormatError, match="mel parameters"):
+        codec.decode(_write(changed, chunks))

@@ -147,16 +147,7 @@ class Codec:
                 f"file was made with model {h.model_name!r} ({h.model_sha256.hex()[:12]}), "
                 f"not {self.model.name!r} ({self.model.sha256.hex()[:12]}): pass --model"
             )
-        expected = self._header(
-            h.source_sample_rate, h.source_num_samples, h.num_samples, len(reader)
-        )
-        if (h.sample_rate, h.n_fft, h.hop_length, h.n_mels, h.tile_frames) != (
-            expected.sample_rate,
-            expected.n_fft,
-            expected.hop_length,
-            expected.n_mels,
-            expected.tile_frames,
-        ):
+        if _mel_fields(h) != _mel_fields(self._header(0, 0, 0, 0)):
             raise FormatError("file uses mel parameters this version cannot decode")
         if len(reader) != frontend.num_tiles(h.num_samples):
             raise FormatError(f"corrupt header: {len(reader)} tiles for {h.num_samples} samples")
@@ -211,3 +202,9 @@ class Codec:
         if target == header.source_sample_rate:
             out = audio.fit_length(out, header.source_num_samples)
         return out, target
+
+
+def _mel_fields(h: bitstream.Header) -> tuple:
+    """The front-end parameters a header records, floats as the f32 they are stored as."""
+    floats = tuple(float(np.float32(v)) for v in (h.f_min, h.f_max, h.log_eps))
+    return (h.sample_rate, h.n_fft, h.hop_length, h.n_mels, h.tile_frames, *floats)
