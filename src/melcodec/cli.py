@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import click
-import torch
 
-from . import data, files, frontend, zoo
+from . import data, files, zoo
 from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
 from .info import describe
@@ -192,16 +191,11 @@ def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
     """The paper's Figure 2: input tiles and each model's output, as a PNG."""
     from . import benchmark, plots
 
-    files = benchmark.find_inputs(path)[:clips]
-    _check_target(target, force, ".png")
-    inputs = torch.cat([frontend.analyse(frontend.load(f)[0]).scaled[:1] for f in files])
-    inputs = inputs.unsqueeze(1)
-    outputs = {}
-    for name in _names(names):
-        system = benchmark.CodecSystem(Codec.load(name), DecodeOptions())
-        label = system.name if system.name not in outputs else name  # two of one name
-        outputs[label] = system.reconstruct(inputs)
-    plots.figure2(inputs, outputs, target, [f.stem for f in files])
+    inputs = benchmark.find_inputs(path)[:clips]
+    if target.suffix.lower() != ".png":
+        raise UsageError(f"output must be a .png file: {target}")
+    files.check_target(target, force)
+    plots.figure2_of_files(inputs, [(n, Codec.load(n)) for n in _names(names)], target)
 
 
 @cli.command()
@@ -220,32 +214,20 @@ def report(
     from . import report as reporting
     from .peers import default_peers
 
-    files = benchmark.find_inputs(path)[:clips]
-    if (target / "index.html").exists() and not force:
-        raise UsageError(f"output exists: {target / 'index.html'} (use --force to overwrite)")
-    if not target.resolve().parent.is_dir():
-        raise UsageError(f"output folder does not exist: {target.parent}")
+    inputs = benchmark.find_inputs(path)[:clips]
+    files.check_target(target / "index.html", force, parent=target.parent)
     options = DecodeOptions(gl_iters=gl_iters)
     systems = [benchmark.CodecSystem(Codec.load(n), options) for n in _names(names)]
     if peers:
         systems += default_peers()
     bar = Progress(0, "report")
-    page = reporting.build(systems, files, target, bar.callback())
+    page = reporting.build(systems, inputs, target, bar.callback())
     bar.close()
     click.echo(f"wrote {page}")
 
 
 def _names(names: str) -> list[str]:
     return [n.strip() for n in names.split(",") if n.strip()]
-
-
-def _check_target(target: Path, force: bool, suffix: str) -> None:
-    if target.suffix.lower() != suffix:
-        raise UsageError(f"output must be a {suffix} file: {target}")
-    if target.exists() and not force:
-        raise UsageError(f"output exists: {target} (use --force to overwrite)")
-    if not target.resolve().parent.is_dir():
-        raise UsageError(f"output folder does not exist: {target.parent}")
 
 
 @cli.command()

@@ -23,11 +23,17 @@ class Outcome:
     error: str | None = None
 
 
-def _check_target(target: Path, force: bool) -> None:
+def check_target(target: Path, force: bool, parent: Path | None = None) -> None:
+    """Refuse an existing output without ``force``, and an output folder that is missing.
+
+    ``parent`` is the folder that must exist when it differs from the target's
+    (a report writes into a folder it creates).
+    """
     if target.exists() and not force:
         raise UsageError(f"output exists: {target} (use --force to overwrite)")
-    if not target.parent.is_dir():
-        raise UsageError(f"output folder does not exist: {target.parent}")
+    folder = parent if parent is not None else target.parent
+    if not folder.resolve().is_dir():
+        raise UsageError(f"output folder does not exist: {folder}")
 
 
 def encode_file(
@@ -41,7 +47,7 @@ def encode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + MLC_SUFFIX)
-    _check_target(target, force)
+    check_target(target, force)
     codec = model if isinstance(model, Codec) else Codec.load(model)
     wave, rate, length = frontend.load(source)
     payload = codec.encode_16k(wave, rate, length, progress)
@@ -62,7 +68,7 @@ def decode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + ".wav")
-    _check_target(target, force)
+    check_target(target, force)
     audio.check_output_path(target, float32)
     data = read_mlc(source)
     if model is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import metrics
+from . import frontend, metrics
 from .atomic import atomic_write
 from .mel import MEL
 
@@ -59,6 +59,17 @@ def figure2(
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def figure2_of_files(paths: list[Path], codecs: list, path: str | os.PathLike) -> None:
+    """Figure 2 for the first tile of each file, one column per (name, codec)."""
+    inputs = torch.cat([frontend.analyse(frontend.load(p)[0]).scaled[:1] for p in paths])
+    inputs = inputs.unsqueeze(1)
+    outputs = {}
+    for name, codec in codecs:
+        label = codec.model.name if codec.model.name not in outputs else name  # two of a name
+        outputs[label] = codec.decode_tiles(codec.tile_bits(inputs[:, 0])).unsqueeze(1)
+    figure2(inputs, outputs, path, [p.stem for p in paths])
 
 
 def _draw(ax, tile: torch.Tensor, title: str) -> None:
