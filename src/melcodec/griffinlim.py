@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from .audio import fit_length
 from .mel import MEL, MelConfig
 
 # Replicated edge frames on each side: enough that the first and last samples get
@@ -43,7 +44,7 @@ def griffin_lim(
         wave, _ = _run(mag, None, n_iter, momentum, gen, cfg)
         if progress:
             progress(frames, frames)
-        return _fit(wave, num_samples)
+        return fit_length(wave, num_samples)
     hop = cfg.hop_length
     out = torch.zeros(frames * hop + cfg.n_fft + 2 * _EDGE * hop, dtype=mag.dtype)
     carried = None
@@ -63,7 +64,7 @@ def griffin_lim(
             break
         start = stop - OVERLAP_FRAMES
         carried = angles[:, -OVERLAP_FRAMES:]
-    return _fit(out, num_samples)
+    return fit_length(out, num_samples)
 
 
 def _run(
@@ -99,9 +100,3 @@ def _run(
     # Centred frame _EDGE sits at output sample _EDGE*hop; its window starts n_fft/2 earlier.
     offset = _EDGE * hop - n_fft // 2
     return wave[offset:], angles[:, _EDGE:-_EDGE]
-
-
-def _fit(wave: torch.Tensor, length: int) -> torch.Tensor:
-    if wave.numel() >= length:
-        return wave[:length]
-    return torch.nn.functional.pad(wave, (0, length - wave.numel()))

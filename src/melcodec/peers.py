@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from . import frontend, tiles
+from . import audio, frontend, tiles
 from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
 from .errors import UsageError
 from .mel import MEL
@@ -62,7 +62,7 @@ class _ExternalCodec:
             _run(self._decode_cmd(src, wav))
             samples, rate = sf.read(wav, dtype="float32", always_2d=True)
         wave = torch.from_numpy(samples.mean(axis=1))
-        return frontend.audio.resample(wave, rate, MEL.sample_rate)
+        return audio.resample(wave, rate, MEL.sample_rate)
 
     def reconstruct(self, scaled: torch.Tensor) -> None:
         return None  # no spectrogram of its own: measured end to end only
@@ -147,7 +147,7 @@ def align(decoded: torch.Tensor, reference: torch.Tensor, max_lag: int = MAX_LAG
     lag = int(np.argmax(lags))
     lag = lag if lag <= max_lag else lag - lags.size
     shifted = decoded[lag:] if lag >= 0 else torch.nn.functional.pad(decoded, (-lag, 0))
-    return frontend.audio.fit_length(shifted, n), lag
+    return audio.fit_length(shifted, n), lag
 
 
 def _ogg_packets(data: bytes) -> list[int]:
