@@ -26,6 +26,7 @@ from melcodec.recipes import RECIPES
 BASE = RECIPES["cpu-v1"]  # the recipe these rows were run with
 PAPER_ARCH = ArchConfig()  # BatchNorm before Tanh, soft quantiser, s = 10
 OURS = BASE.arch
+STE = RECIPES["cpu-uniform"]  # BASE + straight-through quantiser
 
 # name: (what changes, loss, recipe)
 VARIANTS = {
@@ -60,17 +61,43 @@ VARIANTS = {
         "nlpd",
         dataclasses.replace(BASE, crop=256, batch_size=4),
     ),
+    "octaves-nlpd": (
+        "straight-through, noise at every scale (data.octave_noise)",
+        "nlpd",
+        dataclasses.replace(STE, noise="octaves"),
+    ),
+    "octaves-mse": (
+        "straight-through, noise at every scale, MSE",
+        "mse",
+        dataclasses.replace(STE, noise="octaves"),
+    ),
+    "octaves-msssim": (
+        "straight-through, noise at every scale, MS-SSIM",
+        "msssim",
+        dataclasses.replace(STE, noise="octaves"),
+    ),
+    "ste-crop256-nlpd": (
+        "straight-through, crop 256 x batch 4 (same pixels)",
+        "nlpd",
+        dataclasses.replace(STE, crop=256, batch_size=4),
+    ),
 }
+# Trained on music (the training corpus, --music), not noise: does the recipe suit both?
+MUSIC_VARIANTS = {
+    "music-v1-nlpd": ("cpu-v1 recipe on training music", "nlpd", BASE),
+    "music-ste-nlpd": ("straight-through (cpu-uniform) on training music", "nlpd", STE),
+}
+VARIANTS.update(MUSIC_VARIANTS)
 LOG = RESULTS / "ablation.jsonl"
 
 
-def run(name: str, steps: int, val_every: int, out_root: Path) -> dict:
+def run(name: str, steps: int, val_every: int, out_root: Path, music: Path) -> dict:
     what, loss, recipe = VARIANTS[name]
     recipe = dataclasses.replace(recipe, steps=steps)
     out = out_root / name
     opts = train.RunOptions(
         loss=loss,
-        data="noise",
+        data=str(music) if name in MUSIC_VARIANTS else "noise",
         recipe=recipe,
         out=out,
         seed=0,
@@ -94,6 +121,7 @@ def run(name: str, steps: int, val_every: int, out_root: Path) -> dict:
         "variant": name,
         "what": what,
         "loss": loss,
+        "data": "music" if name in MUSIC_VARIANTS else "noise",
         "recipe": recipe.to_dict(),
         "music_dev": final,
         "curve": curve,
@@ -134,8 +162,9 @@ def table(batch_stats: list[str], out_root: Path) -> str:
     ]
     for r in rows:
         m, rc = r["music_dev"], r["recipe"]
+        what = VARIANTS.get(r["variant"], (r["what"],))[0]
         lines.append(
-            f"| {r['variant']} | {r['what']} | {r['loss']} | {rc['steps']} | "
+            f"| {r['variant']} | {what} | {r['loss']} | {rc['steps']} | "
             f"{rc['batch_size']} x {rc['crop']} | {m['mse']:.4f} | {m['nlpd']:.2f} | "
             f"{m['msssim']:.3f} | {r['wall_s'] / 60:.0f} min |"
         )
@@ -163,6 +192,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--val-every", type=int, default=50)
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument(
+        "--music",
+        type=Path,
+        default=Path("/work/data/train-music"),
+        help="training music for the music-* variants (bin/fetch-music train DEST)",
+    )
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--batch-stats", default="", help="variants to re-score with batch stats")
     args = ap.parse_args()
@@ -170,7 +205,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown variants: {', '.join(sorted(unknown))}")
     for name in args.variant:
-        r = run(name, args.steps, args.val_every, args.out)
+        r = run(name, args.steps, args.val_every, args.out, args.music)
         print(json.dumps({"variant": name, **r["music_dev"], "wall_s": r["wall_s"]}))
     if args.table:
         text = table([n for n in args.batch_stats.split(",") if n], args.out)

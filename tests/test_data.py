@@ -23,17 +23,19 @@ CPU = torch.device("cpu")
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", data.NOISE_KINDS)
 @pytest.mark.parametrize("size", [0, 7])
-def test_noise_batches_are_deterministic(size):
-    a = data.NoiseImages(size, 3, CPU).batch(5, 2, 2, 64)
-    b = data.NoiseImages(size, 3, CPU).batch(5, 2, 2, 64)
+def test_noise_batches_are_deterministic(size, kind):
+    a = data.NoiseImages(size, 3, CPU, kind).batch(5, 2, 2, 64)
+    b = data.NoiseImages(size, 3, CPU, kind).batch(5, 2, 2, 64)
     assert a.shape == (2, 1, 64, 64) and a.dtype == torch.float32
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("kind", data.NOISE_KINDS)
 @pytest.mark.parametrize("size", [0, 1000])
-def test_noise_ranks_share_one_global_batch(size):
-    source = data.NoiseImages(size, 0, CPU)
+def test_noise_ranks_share_one_global_batch(size, kind):
+    source = data.NoiseImages(size, 0, CPU, kind)
     whole = source.batch(4, 0, 8, 32)
     rank0, rank1 = source.batch(4, 0, 4, 32), source.batch(4, 4, 4, 32)
     assert torch.equal(torch.cat([rank0, rank1]), whole)
@@ -54,6 +56,28 @@ def test_noise_is_uniform_in_unit_interval(size):
     x = data.NoiseImages(size, 0, CPU).batch(0, 0, 16, 64)
     assert x.min() >= 0 and x.max() <= 1
     assert abs(float(x.mean()) - 0.5) < 0.01 and abs(float(x.var()) - 1 / 12) < 0.002
+
+
+def _coarse_share(x: torch.Tensor) -> float:
+    """Share of each image's variance held by its 8x8 block means."""
+    blocks = torch.nn.functional.avg_pool2d(x, 8)
+    return float((blocks.var(dim=(2, 3)) / x.var(dim=(2, 3))).mean())
+
+
+def test_octave_noise_spans_the_unit_interval_with_energy_at_coarse_scales():
+    x = data.NoiseImages(0, 0, CPU, "octaves").batch(0, 0, 8, 128)
+    flat = x.flatten(1)
+    assert torch.allclose(flat.min(1).values, torch.zeros(8))
+    assert torch.allclose(flat.max(1).values, torch.ones(8))
+    uniform = data.NoiseImages(0, 0, CPU).batch(0, 0, 8, 128)
+    # i.i.d. pixels keep 1/64 of their variance in 8x8 means; music keeps most of it.
+    assert _coarse_share(uniform) < 0.03
+    assert _coarse_share(x) > 0.3
+
+
+def test_unknown_noise_kind_is_refused():
+    with pytest.raises(ValueError, match="noise kind"):
+        data.NoiseImages(0, 0, CPU, "pink")
 
 
 def test_fixed_noise_set_repeats_n_images():

@@ -241,8 +241,9 @@ def models() -> None:
             continue
         card = m.card
         val = card.get("validation", {})
+        data_ = f"{card.get('data')}" + (f"({card['noise']})" if card.get("noise") else "")
         click.echo(
-            f"{name:<16} loss={card.get('loss')} data={card.get('data')} "
+            f"{name:<16} loss={card.get('loss')} data={data_} "
             f"steps={card.get('steps')} sha256={m.sha256.hex()[:12]} "
             + " ".join(f"{k}={v:.4g}" for k, v in val.items())
         )
@@ -262,6 +263,11 @@ def models() -> None:
 @click.option("--batch-size", type=int, help="Global batch size [recipe].")
 @click.option("--crop", type=int, help="Square crop side, a multiple of 16 [recipe].")
 @click.option("--lr", type=float, help="Learning rate [recipe].")
+@click.option(
+    "--noise",
+    type=click.Choice(["uniform", "octaves"]),
+    help="With --data noise: i.i.d. pixels (the paper) or noise at every scale [recipe].",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True
@@ -281,11 +287,13 @@ def models() -> None:
     type=click.Choice(["auto", "yes", "no"]),
     help="torch.compile the step; auto: for runs of 500 steps or more.",
 )
-def train(recipe: str, steps, batch_size, crop, lr, data_: str, **options) -> None:
+def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options) -> None:
     """Train an autoencoder (the paper's recipe or ours); writes OUT/model.pt."""
     from . import train as training
 
-    chosen = RECIPES[recipe].with_overrides(steps=steps, batch_size=batch_size, crop=crop, lr=lr)
+    chosen = RECIPES[recipe].with_overrides(
+        steps=steps, batch_size=batch_size, crop=crop, lr=lr, noise=noise
+    )
     training.train(training.RunOptions(recipe=chosen, data=data_, **options))
 
 

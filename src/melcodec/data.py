@@ -26,15 +26,21 @@ CACHE_VERSION = 1
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
 
 
+NOISE_KINDS = ("uniform", "octaves")
+
+
 class NoiseImages:
     """The paper's noise set: ``size`` i.i.d. U[0, 1] images, or fresh ones (size 0).
 
     Image i is generated from its own seed, so no set is stored and any device
-    draws the same images.
+    draws the same images. ``kind="octaves"`` is not the paper's: see
+    :func:`octave_noise`.
     """
 
-    def __init__(self, size: int, seed: int, device: torch.device):
-        self.size, self.seed, self.device = size, seed, device
+    def __init__(self, size: int, seed: int, device: torch.device, kind: str = "uniform"):
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {kind!r}")
+        self.size, self.seed, self.device, self.kind = size, seed, device, kind
 
     def batch(self, step: int, start: int, count: int, crop: int) -> torch.Tensor:
         """Rows ``start:start+count`` of the global batch of ``step``."""
@@ -47,8 +53,31 @@ class NoiseImages:
         out = torch.empty(count, 1, crop, crop, device=self.device)
         for row, s in enumerate(seeds):
             gen.manual_seed(s)
-            out[row] = torch.rand(1, crop, crop, generator=gen, device=self.device)
+            if self.kind == "uniform":
+                out[row] = torch.rand(1, crop, crop, generator=gen, device=self.device)
+            else:
+                out[row] = octave_noise(crop, gen, self.device)
         return out
+
+
+def octave_noise(crop: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Uniform noise at every scale from 1 to 32 pixels, randomly weighted, in [0, 1].
+
+    i.i.d. pixels put all of an image's energy at the finest scale, where music
+    spectrograms have little of theirs (docs/training.md). Each octave here is
+    U[0, 1] noise drawn at 1/2^k of the size and bilinearly upsampled; the
+    weights are U[0, 1] per image, and the sum is min/max scaled as the codec
+    scales a tile.
+    """
+    total = torch.zeros(1, 1, crop, crop, device=device)
+    for k in range(6):
+        side = crop >> k
+        u = torch.rand(1, 1, side, side, generator=gen, device=device) - 0.5
+        if k:
+            u = torch.nn.functional.interpolate(u, size=(crop, crop), mode="bilinear")
+        total += torch.rand((), generator=gen, device=device) * u
+    lo, hi = total.min(), total.max()
+    return ((total - lo) / (hi - lo).clamp_min(1e-12))[0]
 
 
 class ClipTiles:

@@ -99,8 +99,8 @@ def _load_data(
     """Training source and the held-out validation tiles ``[n, 1, 256, 256]``."""
     r = opts.recipe
     if opts.data == "noise":
-        source = data.NoiseImages(r.noise_images, opts.seed, device)
-        val = data.NoiseImages(0, opts.seed + 1, torch.device("cpu"))
+        source = data.NoiseImages(r.noise_images, opts.seed, device, r.noise)
+        val = data.NoiseImages(0, opts.seed + 1, torch.device("cpu"), r.noise)
         val_tiles = val.batch(0, 0, VALIDATION_TILES, 256)
     else:
         # Rank 0 decodes the audio and writes the cache; the others then read it.
@@ -250,6 +250,7 @@ def _card(opts: RunOptions, device: torch.device, world: int, wall: float, val: 
         "loss": opts.loss,
         "data": "noise" if opts.data == "noise" else Path(opts.data).name,
         "recipe": r.name,
+        **({"noise": r.noise} if opts.data == "noise" else {}),
         "steps": r.steps,
         "batch_size": r.batch_size,
         "crop": r.crop,
