@@ -76,6 +76,11 @@ VARIANTS = {
         "msssim",
         dataclasses.replace(STE, noise="octaves"),
     ),
+    "paper-octaves-mse": (
+        "paper arch (BatchNorm before Tanh, soft quantiser), noise at every scale, MSE",
+        "mse",
+        dataclasses.replace(BASE, arch=PAPER_ARCH, noise="octaves"),
+    ),
     "ste-crop256-nlpd": (
         "straight-through, crop 256 x batch 4 (same pixels)",
         "nlpd",
