@@ -251,7 +251,9 @@ def models() -> None:
 
 @cli.command()
 @click.option("--loss", required=True, help="mse, nlpd or msssim.")
-@click.option("--data", "data_", required=True, help="'noise' or a folder of audio files.")
+@click.option(
+    "--data", "data_", required=True, help="'noise' (its kind: --noise) or a folder of audio files."
+)
 @click.option(
     "--recipe",
     default=DEFAULT_RECIPE,
