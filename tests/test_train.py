@@ -439,6 +439,12 @@ def run_main(argv: list[str], capsys) -> tuple[int, str]:
     return exc.value.code, capsys.readouterr().err
 
 
+def test_unknown_noise_kind_in_a_recipe_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="noise must be one of uniform, octaves"):
+        train.validate(options(tmp_path, noise="pink"))
+    assert not tmp_path.joinpath("log.jsonl").exists()
+
+
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
 def test_bad_options_fail_before_any_work(tmp_path, capsys, monkeypatch, case):
     monkeypatch.chdir(tmp_path)

@@ -267,7 +267,7 @@ def models() -> None:
 @click.option("--lr", type=float, help="Learning rate [recipe].")
 @click.option(
     "--noise",
-    type=click.Choice(["uniform", "octaves"]),
+    type=click.Choice(data.NOISE_KINDS),
     help="With --data noise: i.i.d. pixels (the paper) or noise at every scale [recipe].",
 )
 @click.option("--seed", default=0, show_default=True)

@@ -61,6 +61,8 @@ def validate(opts: RunOptions) -> None:
         raise UsageError(f"steps must be at least 1, got {r.steps}")
     if not r.lr > 0:
         raise UsageError(f"learning rate must be positive, got {r.lr}")
+    if r.noise not in data.NOISE_KINDS:
+        raise UsageError(f"noise must be one of {', '.join(data.NOISE_KINDS)}, got {r.noise!r}")
     if opts.data != "noise":
         if not Path(opts.data).is_dir():
             raise UsageError(f"data must be 'noise' or a folder of audio files: {opts.data}")
