@@ -21,12 +21,18 @@ def two_clips(make_audio, tmp_path):
 
 
 def test_identity_scores_zero_zero_one(two_clips):
-    rows = benchmark.run([benchmark.IdentitySystem()], benchmark.find_inputs(two_clips))
+    files = benchmark.find_inputs(two_clips)
+    rows = benchmark.run([benchmark.IdentitySystem()], files, output="float")
     (s,) = benchmark.summarise(rows)
     for domain in ("spec", "e2e"):
         assert s[f"{domain}_mse"] < 1e-10
         assert s[f"{domain}_nlpd"] < 1e-4
         assert s[f"{domain}_msssim"] > 0.9999
+    assert s["sc"] < 1e-6 and abs(s["level_worst_db"]) < 1e-6 and s["clipped_worst"] == 0
+    # As decode writes it by default, the identity is off by 16-bit rounding only.
+    (s,) = benchmark.summarise(benchmark.run([benchmark.IdentitySystem()], files))
+    assert 0 < s["e2e_mse"] < 1e-5 and s["e2e_msssim"] > 0.999
+    assert 0 < s["sc"] < 1e-3 and abs(s["level_worst_db"]) < 1e-3
 
 
 def test_codec_rows_are_in_range_and_bitrate_is_real(two_clips, tiny_loaded):

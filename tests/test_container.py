@@ -40,6 +40,7 @@ def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.He
         source_num_samples=(1 << 40) + 3,  # needs all 8 bytes of the u64
         num_samples=123_457,
         num_tiles=tiles,
+        level_spans=16,
     )
     fields.update(changes)
     return bitstream.Header(**fields)
@@ -47,10 +48,17 @@ def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.He
 
 def _chunks() -> list[bitstream.Chunk]:
     rng = np.random.default_rng(5)
+
+    def levels() -> bytes:
+        return rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+
+    def payload(n: int) -> bytes:
+        return rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+
     return [
-        bitstream.Chunk(-6.5, 3.25, 0, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
-        bitstream.Chunk(-6.90625, -6.90625, 1, b""),  # empty payload is legal
-        bitstream.Chunk(0.5, 1.5, 1, rng.integers(0, 256, 777, dtype=np.uint8).tobytes()),
+        bitstream.Chunk(-6.5, 3.25, 0, payload(4096), levels()),
+        bitstream.Chunk(-6.90625, -6.90625, 1, b"", levels()),  # empty payload is legal
+        bitstream.Chunk(0.5, 1.5, 1, payload(777), levels()),
     ]
 
 
@@ -90,15 +98,19 @@ def test_round_trip_header_and_chunks():
 def test_layout_matches_docs_format():
     header, chunks = _header(3, name="abc"), _chunks()
     data = _write(header, chunks)
-    # docs/format.md: header is 93 + L + 4N bytes; magic, versions and fixed offsets.
-    assert bitstream.header_size(header) == 93 + 3 + 4 * 3
-    assert data[:4] == b"MLC\x1a" and data[4] == 1 and data[5] == 0
+    # docs/format.md: header is 94 + L + 4N bytes; magic, versions and fixed offsets.
+    assert bitstream.header_size(header) == 94 + 3 + 4 * 3
+    assert data[:4] == b"MLC\x1a" and data[4] == 2 and data[5] == 0
     assert struct.unpack_from("<I", data, 50)[0] == 3
     assert struct.unpack_from("<Q", data, 34)[0] == (1 << 40) + 3
-    assert data[88] == 3 and data[89:92] == b"abc"
-    assert bitstream.chunk_overhead() == 13
-    size = bitstream.header_size(header) + sum(13 + len(c.payload) for c in chunks)
+    assert data[88] == 16 and data[89] == 3 and data[90:93] == b"abc"
+    assert bitstream.chunk_overhead(header) == 13 + 16
+    size = bitstream.header_size(header) + sum(29 + len(c.payload) for c in chunks)
     assert len(data) == size
+    # A chunk: CRC, min, max, coding, then the 16 level bytes, then the payload.
+    first = bitstream.header_size(header)
+    assert data[first + 13 : first + 29] == chunks[0].levels
+    assert data[first + 29 : first + 29 + 4096] == chunks[0].payload
 
 
 def test_reader_fetches_tile_directly():
@@ -191,7 +203,7 @@ def test_swapped_chunks_are_caught(codec):
 
 
 def test_unknown_major_version_rejected(codec, encoded_3_tiles):
-    for major in (0, 2, 255):
+    for major in (0, 3, 255):
         broken = bytearray(encoded_3_tiles)
         broken[4] = major
         with pytest.raises(FormatError, match="version"):

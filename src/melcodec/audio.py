@@ -7,6 +7,7 @@ resampler moves them measurably (DESIGN.md section 2).
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torchaudio.functional as AF
 
 from .atomic import atomic_write
 from .errors import AudioError
+from .limiter import LimiterReport, limit
 
 MIN_RATE = 8000
 MAX_RATE = 192000
@@ -87,19 +89,41 @@ def check_output_path(path: str | os.PathLike, float32: bool = False) -> str:
     return fmt
 
 
+def render(
+    wave: torch.Tensor, rate: int, fmt: str = "WAV", float32: bool = False
+) -> tuple[bytes, LimiterReport | None]:
+    """A 1-D waveform as the bytes of a 16-bit PCM (or 32-bit float WAV) file.
+
+    Float output is kept as synthesised; integer output goes through the
+    limiter first (its report is returned), so nothing is clipped silently.
+    """
+    samples = wave.detach().cpu().numpy().astype(np.float32)
+    report = None
+    if not float32:
+        samples, report = limit(samples, rate)
+    buffer = io.BytesIO()
+    subtype = "FLOAT" if float32 else "PCM_16"
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue(), report
+
+
 def write_audio(
     path: str | os.PathLike, wave: torch.Tensor, rate: int, float32: bool = False
-) -> None:
-    """Write a 1-D waveform as 16-bit PCM (or 32-bit float WAV), format by extension.
+) -> LimiterReport | None:
+    """Write a 1-D waveform as :func:`render` makes it, format by extension.
 
-    The file appears whole or not at all.
+    The file appears whole or not at all. Returns the limiter's report (None for float).
     """
     fmt = check_output_path(path, float32)
-    samples = wave.detach().cpu().numpy().astype(np.float32)
-    subtype = "FLOAT" if float32 else "PCM_16"
-    if not float32:
-        samples = np.clip(samples, -1.0, 1.0)
-    atomic_write(path, lambda fh: sf.write(fh, samples, rate, format=fmt, subtype=subtype))
+    blob, report = render(wave, rate, fmt, float32)
+    atomic_write(path, lambda fh: fh.write(blob))
+    return report
+
+
+def read_rendered(blob: bytes) -> torch.Tensor:
+    """The samples of :func:`render`'s bytes, as a reader of the file gets them."""
+    data, _ = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
+    return torch.from_numpy(np.ascontiguousarray(data[:, 0]))
 
 
 def _short(exc: BaseException) -> str:

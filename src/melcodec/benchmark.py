@@ -2,9 +2,13 @@
 
 Per file and system: the spectrogram-domain metrics (the model's input tiles
 against its output tiles), the same metrics end to end (the original audio and
-the decoded audio, both through the front end, the decoded one scaled with the
-original's min and max), the real bitrate from the bytes, and the encode and
-decode times. Metrics are per tile, then averaged (a batch-level NLPD p-norm
+the decoded audio as a listener gets it, both through the front end, the
+decoded one scaled with the original's min and max), what a listener hears
+besides (RMS level error, share of clipped samples, the peak before the
+limiter, spectral convergence on the linear STFT), the real bitrate from the
+bytes, and the encode and decode times. "As a listener gets it" is the file
+``melcodec decode`` writes: 16-bit PCM through the limiter by default, or
+32-bit float. Metrics are per tile, then averaged (a batch-level NLPD p-norm
 would grow with the batch).
 """
 
@@ -23,13 +27,15 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import audio, bitstream, data, frontend, mel, metrics, peers, tiles
+from . import audio, bitstream, data, frontend, listening, mel, metrics, peers, tiles
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import UsageError
 from .mel import MEL
 
 METRIC_NAMES = tuple(metrics.METRICS)
+# What eval scores: the bytes of a 16-bit WAV (decode's default) or a float WAV.
+OUTPUT_FORMATS = ("pcm16", "float")
 
 
 class System(Protocol):
@@ -94,16 +100,18 @@ def _scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: fn(y, x) for k, fn in metrics.METRICS.items()}
 
 
-def measure(system: System, path: Path) -> dict:
+def measure(system: System, path: Path, output: str = "pcm16") -> dict:
     """One file through one system -> a row of per-file means and counts."""
-    return measure_with_outputs(system, path)[0]
+    return measure_with_outputs(system, path, output)[0]
 
 
 @torch.no_grad()
-def measure_with_outputs(system: System, path: Path):
+def measure_with_outputs(system: System, path: Path, output: str = "pcm16"):
     """As :func:`measure`, also returning what a listener gets: (row, original
-    16 kHz audio, decoded 16 kHz audio, original tiles, decoded audio's tiles scaled
-    with the original's min and max)."""
+    16 kHz audio, decoded 16 kHz audio as written, original tiles, decoded audio's
+    tiles scaled with the original's min and max)."""
+    if output not in OUTPUT_FORMATS:
+        raise UsageError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
     wave, rate, length = frontend.load(path)
     original = frontend.analyse(wave)
     x = original.scaled.unsqueeze(1)
@@ -115,6 +123,9 @@ def measure_with_outputs(system: System, path: Path):
     lag = 0
     if getattr(system, "align", False):
         decoded, lag = peers.align(decoded, wave)
+    blob, limiter = audio.render(decoded, MEL.sample_rate, float32=output == "float")
+    decoded_peak = listening.peak(decoded)
+    decoded = audio.read_rendered(blob)
     count = len(x)
     padded = audio.fit_length(decoded, mel.padded_length(count * tiles.TILE_FRAMES))
     again = tiles.scale_with(tiles.split(mel.log_mel(padded)), original.lo, original.hi)
@@ -136,6 +147,14 @@ def measure_with_outputs(system: System, path: Path):
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
         "lag_samples": lag,
+        "peak": decoded_peak,
+        "limited_share": limiter.changed_share if limiter else 0.0,
+        "clipped_share": listening.clipped_share(decoded),
+        "level_db": listening.level_error_db(decoded, wave),
+        "sc": listening.spectral_convergence(
+            audio.fit_length(decoded, max(wave.numel(), MEL.n_fft)),
+            audio.fit_length(wave, max(wave.numel(), MEL.n_fft)),
+        ),
     }
     for k, fn in metrics.METRICS.items():
         value = float("nan") if reconstructed is None else float(fn(reconstructed, x).mean())
@@ -145,11 +164,14 @@ def measure_with_outputs(system: System, path: Path):
 
 
 def run(
-    systems: list[System], files: list[Path], progress: Callable[[int, int], None] | None = None
+    systems: list[System],
+    files: list[Path],
+    progress: Callable[[int, int], None] | None = None,
+    output: str = "pcm16",
 ) -> list[dict]:
     rows = []
     for n, (system, path) in enumerate(((s, f) for s in systems for f in files), 1):
-        rows.append(measure(system, path))
+        rows.append(measure(system, path, output))
         if progress:
             progress(n, len(systems) * len(files))
     return rows
@@ -176,6 +198,11 @@ def summarise(rows: list[dict]) -> list[dict]:
             summary[key] = sum(r[key] * r["tiles"] for r in mine) / count
         summary["encode_x_realtime"] = seconds / sum(r["encode_s"] for r in mine) if coded else None
         summary["decode_x_realtime"] = seconds / sum(r["decode_s"] for r in mine)
+        summary["level_abs_db"] = sum(abs(r["level_db"]) for r in mine) / len(mine)
+        summary["level_worst_db"] = max((r["level_db"] for r in mine), key=abs)
+        summary["clipped_worst"] = max(r["clipped_share"] for r in mine)
+        summary["peak_worst"] = max(r["peak"] for r in mine)
+        summary["sc"] = sum(r["sc"] for r in mine) / len(mine)
         out.append(summary)
     return out
 
@@ -183,14 +210,20 @@ def summarise(rows: list[dict]) -> list[dict]:
 def table(summary: list[dict]) -> str:
     head = (
         "| system | kbit/s | bit/px | MSE | NLPD | MS-SSIM | e2e MSE | e2e NLPD | e2e MS-SSIM "
-        "| enc x RT | dec x RT |"
+        "| SC | level dB (worst) | clipped (worst) | peak (worst) | enc x RT | dec x RT |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 16]
     for s in summary:
         cells = [s["system"], _fmt(s["kbit_per_s"], ".2f"), _fmt(s["bits_per_pixel"], ".3f")]
         for domain in ("spec", "e2e"):
             cells += [_fmt(s[f"{domain}_mse"], ".4f"), _fmt(s[f"{domain}_nlpd"], ".2f")]
             cells.append(_fmt(s[f"{domain}_msssim"], ".3f"))
+        cells += [
+            _fmt(s["sc"], ".3f"),
+            f"{s['level_worst_db']:+.2f}",
+            f"{100 * s['clipped_worst']:.3f} %",
+            _fmt(s["peak_worst"], ".2f"),
+        ]
         cells += [_fmt(s["encode_x_realtime"], ".0f"), _fmt(s["decode_x_realtime"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

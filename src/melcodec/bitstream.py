@@ -3,8 +3,12 @@
 All integers little-endian, fixed width; no pickle.
 
     header   "MLC\\x1a" | major u8 | minor u8 | fixed fields (see _FIXED) |
+             [2.x: level spans per tile u8] |
              model name (u8 length + UTF-8) | chunk length u32 x tiles | CRC32 u32
-    chunk    CRC32 u32 | min f32 | max f32 | coding u8 | payload
+    chunk    CRC32 u32 | min f32 | max f32 | coding u8 | [2.x: level u8 x spans] | payload
+
+Version 2 added the level envelope (``loudness.py``); version 1 files, which
+have none, are still read (``level_spans`` 0).
 
 The header's CRC covers every header byte before it, including the table of
 chunk lengths, so a reader finds tile N by adding lengths, without decoding the
@@ -21,11 +25,14 @@ from typing import BinaryIO
 from .errors import FormatError
 
 MAGIC = b"MLC\x1a"
-MAJOR, MINOR = 1, 0
+MAJOR, MINOR = 2, 0
+# Major versions this reader understands.
+READABLE = (1, 2)
 # sample_rate, n_fft, hop, n_mels, tile_frames, f_min, f_max, log_eps,
 # source_rate, source_samples, num_samples, tiles, probability model id, model sha256
 _FIXED = struct.Struct("<IHHHHfffIQQIH32s")
 _PREFIX = struct.Struct("<4sBB")
+_SPANS = struct.Struct("<B")
 _CHUNK = struct.Struct("<IffB")
 _U32 = struct.Struct("<I")
 MAX_TILES = 1 << 24
@@ -48,6 +55,9 @@ class Header:
     source_num_samples: int
     num_samples: int
     num_tiles: int
+    # Level envelope values per tile in each chunk (0: none, as in version 1 files).
+    level_spans: int = 0
+    version: tuple[int, int] = (MAJOR, MINOR)
 
 
 @dataclass(frozen=True)
@@ -56,15 +66,18 @@ class Chunk:
     hi: float
     coding: int
     payload: bytes
+    levels: bytes = b""
 
 
 def header_size(header: Header) -> int:
     name = header.model_name.encode()
-    return _PREFIX.size + _FIXED.size + 1 + len(name) + 4 * header.num_tiles + 4
+    fixed = _FIXED.size + (_SPANS.size if header.version[0] >= 2 else 0)
+    return _PREFIX.size + fixed + 1 + len(name) + 4 * header.num_tiles + 4
 
 
-def chunk_overhead() -> int:
-    return _CHUNK.size
+def chunk_overhead(header: Header) -> int:
+    """Bytes of a chunk besides its payload."""
+    return _CHUNK.size + header.level_spans
 
 
 def write(fh: BinaryIO, header: Header, chunks: list[Chunk]) -> None:
@@ -73,6 +86,13 @@ def write(fh: BinaryIO, header: Header, chunks: list[Chunk]) -> None:
     name = header.model_name.encode()
     if len(name) > 255:
         raise ValueError("model name is longer than 255 bytes")
+    if header.version != (MAJOR, MINOR):
+        raise ValueError(f"this writer makes version {MAJOR}.{MINOR} only")
+    if not 0 <= header.level_spans <= 255:
+        raise ValueError(f"{header.level_spans} level spans per tile does not fit a byte")
+    for c in chunks:
+        if len(c.levels) != header.level_spans:
+            raise ValueError(f"a chunk has {len(c.levels)} level bytes, not {header.level_spans}")
     head = _PREFIX.pack(MAGIC, MAJOR, MINOR) + _FIXED.pack(
         header.sample_rate,
         header.n_fft,
@@ -89,11 +109,12 @@ def write(fh: BinaryIO, header: Header, chunks: list[Chunk]) -> None:
         header.prob_model_id,
         header.model_sha256,
     )
+    head += _SPANS.pack(header.level_spans)
     head += bytes([len(name)]) + name
-    head += b"".join(_U32.pack(_CHUNK.size + len(c.payload)) for c in chunks)
+    head += b"".join(_U32.pack(chunk_overhead(header) + len(c.payload)) for c in chunks)
     fh.write(head + _U32.pack(zlib.crc32(head)))
     for index, c in enumerate(chunks):
-        body = _CHUNK.pack(0, c.lo, c.hi, c.coding)[4:] + c.payload
+        body = _CHUNK.pack(0, c.lo, c.hi, c.coding)[4:] + c.levels + c.payload
         fh.write(_U32.pack(_chunk_crc(index, body)) + body)
 
 
@@ -119,12 +140,17 @@ class Reader:
         if len(prefix) < _PREFIX.size:
             raise FormatError(f"file truncated in the header: only {len(prefix)} bytes")
         _, major, minor = _PREFIX.unpack(prefix)
-        if major != MAJOR:
+        if major not in READABLE:
+            readable = " and ".join(f"{v}.x" for v in READABLE)
             raise FormatError(
-                f"unsupported .mlc format version {major}.{minor} (this reads {MAJOR}.x)"
+                f"unsupported .mlc format version {major}.{minor} (this reads {readable})"
             )
         fixed = _read_exact(fh, _FIXED.size, "the header")
         values = _FIXED.unpack(fixed)
+        spans = b""
+        if major >= 2:
+            spans = _read_exact(fh, _SPANS.size, "the header")
+            fixed += spans
         name_len = _read_exact(fh, 1, "the header")
         name = _read_exact(fh, name_len[0], "the header")
         tiles = values[11]
@@ -138,14 +164,17 @@ class Reader:
             model_name = name.decode()
         except UnicodeDecodeError:
             raise FormatError("header is corrupt (model name is not UTF-8)") from None
-        self.header = Header(model_name, values[13], values[12], *values[:12])
+        level_spans = _SPANS.unpack(spans)[0] if spans else 0
+        self.header = Header(
+            model_name, values[13], values[12], *values[:12], level_spans, (major, minor)
+        )
         if min(values[:5]) == 0 or tiles == 0:
             raise FormatError("corrupt header: a zero rate, size or tile count")
         self.lengths = [_U32.unpack_from(table, 4 * i)[0] for i in range(tiles)]
         self.data_start = fh.tell()
         self.offsets = [self.data_start]
         for length in self.lengths:
-            if length < _CHUNK.size:
+            if length < chunk_overhead(self.header):
                 raise FormatError("corrupt header: a chunk shorter than its own fields")
             self.offsets.append(self.offsets[-1] + length)
         fh.seek(0, 2)
@@ -167,4 +196,5 @@ class Reader:
         crc, lo, hi, coding = _CHUNK.unpack_from(raw)
         if _chunk_crc(index, raw[4:]) != crc:
             raise FormatError(f"tile {index} is corrupt (CRC32 mismatch)")
-        return Chunk(lo, hi, coding, raw[_CHUNK.size :])
+        levels_end = _CHUNK.size + self.header.level_spans
+        return Chunk(lo, hi, coding, raw[levels_end:], raw[_CHUNK.size : levels_end])

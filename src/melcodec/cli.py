@@ -82,10 +82,18 @@ def decode(
     codec = Codec.load(model) if model else None
     if not source.is_dir():
         with _single_progress("decode") as update:
-            files.decode_file(source, target, codec, options, float32, force, update)
+            files.decode_file(source, target, codec, options, float32, force, update, _warn)
         return
     pairs = files.plan_tree(source, target, ".wav", lambda d: sorted(d.rglob("*.mlc")))
-    _run_tree(pairs, lambda s, t: files.decode_file(s, t, codec, options, float32, force), "decode")
+
+    def work(s: Path, t: Path) -> None:
+        files.decode_file(s, t, codec, options, float32, force, notify=lambda m: _warn(f"{s}: {m}"))
+
+    _run_tree(pairs, work, "decode")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"melcodec: {message}", err=True)
 
 
 @contextlib.contextmanager
@@ -130,9 +138,16 @@ def _run_tree(pairs, work, label: str) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(path: Path, as_json: bool) -> None:
-    """Show an .mlc file's header, duration and real bitrate."""
-    summary = describe(path)
+@click.option(
+    "--decode/--no-decode",
+    default=True,
+    show_default=True,
+    help="Decode the file to report its peak (16 kHz, default settings).",
+)
+@model_option
+def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
+    """Show an .mlc file's header, duration, real bitrate and decoded peak."""
+    summary = describe(path, decode, model)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -150,6 +165,13 @@ def info(path: Path, as_json: bool) -> None:
 )
 @click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))
 @click.option("--peers", is_flag=True, help="Also Opus, MP3 and the Griffin-Lim ceiling.")
+@click.option(
+    "--output",
+    default="pcm16",
+    show_default=True,
+    type=click.Choice(["pcm16", "float"]),
+    help="Score the audio as decode writes it: 16-bit WAV (limited) or 32-bit float.",
+)
 def eval_(
     path: Path,
     names: str,
@@ -157,6 +179,7 @@ def eval_(
     csv_out: Path | None,
     gl_iters: int,
     peers: bool,
+    output: str,
 ) -> None:
     """Measure models on a file or folder: paper metrics, end to end, bitrate, speed."""
     from . import benchmark
@@ -171,7 +194,7 @@ def eval_(
     if peers:
         systems += default_peers()
     bar = Progress(len(systems) * len(files), "eval")
-    rows = benchmark.run(systems, files, bar.callback())
+    rows = benchmark.run(systems, files, bar.callback(), output)
     bar.close()
     summary = benchmark.summarise(rows)
     click.echo(benchmark.table(summary))

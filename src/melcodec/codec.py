@@ -2,7 +2,8 @@
 
 encode: 16 kHz mono -> scaled log-mel tiles -> encoder bits -> probability
         model -> chunks -> container
-decode: container -> bits -> decoder -> unscale -> inverse mel -> Griffin-Lim
+decode: container -> bits -> decoder -> unscale -> inverse mel -> phase start
+        (PGHI) + Griffin-Lim -> level envelope matched
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio, bitstream, entropy, frontend, tiles
+from . import audio, bitstream, entropy, frontend, loudness, tiles
 from .errors import FormatError, ModelError
 from .mel import MEL
-from .model import DOWNSAMPLING
+from .model import DOWNSAMPLING, FastDecoder
 from .zoo import LoadedModel, load_model
 
 # Tiles through the networks at once: bounds memory on hour-long files.
 NETWORK_BATCH = 8
-DEFAULT_GL_ITERS = 32
+DEFAULT_GL_ITERS = 16
 DEFAULT_GL_MOMENTUM = 0.99
+# Level envelope values per tile (loudness.py): 16 spans of 16 hops, 0.26 s each.
+LEVEL_SPANS = tiles.TILE_FRAMES // loudness.SEGMENT_FRAMES
 
 
 @dataclass
@@ -33,6 +36,10 @@ class DecodeOptions:
     seed: int = 0
     # None: 16 kHz; "source": the rate in the header; or an integer rate.
     sample_rate: int | str | None = None
+    # "pghi" (phase-gradient integration) or "random", Griffin-Lim's starting phase.
+    phase_start: str = "pghi"
+    # Match the level envelope a file carries (version 2 files); False hears the model's own.
+    match_level: bool = True
 
 
 class Codec:
@@ -46,6 +53,7 @@ class Codec:
         c = model.net.cfg.latent_channels
         side = MEL.n_mels // DOWNSAMPLING
         self.latent_shape = (c, side, side)
+        self.fast_decoder = FastDecoder(model.net.decoder)
 
     @classmethod
     def load(cls, name_or_path: str = "default") -> Codec:
@@ -73,12 +81,13 @@ class Codec:
     ) -> bytes:
         analysis = frontend.analyse(wave)
         bits = self.tile_bits(analysis.scaled, progress)
+        levels = loudness.envelope(wave, len(bits) * LEVEL_SPANS, _level_span(LEVEL_SPANS))
+        levels = levels.reshape(len(bits), LEVEL_SPANS)
         chunks = []
         for i in range(len(bits)):
             coding, payload = self.prob.encode(bits[i])
-            chunks.append(
-                bitstream.Chunk(float(analysis.lo[i]), float(analysis.hi[i]), coding, payload)
-            )
+            lo, hi = float(analysis.lo[i]), float(analysis.hi[i])
+            chunks.append(bitstream.Chunk(lo, hi, coding, payload, levels[i].tobytes()))
         header = self._header(source_rate, source_samples, wave.numel(), len(chunks))
         out = io.BytesIO()
         bitstream.write(out, header, chunks)
@@ -111,6 +120,7 @@ class Codec:
             source_num_samples=source_samples,
             num_samples=samples,
             num_tiles=count,
+            level_spans=LEVEL_SPANS,
         )
 
     # -- decoding ---------------------------------------------------------
@@ -128,15 +138,22 @@ class Codec:
         gl_progress = progress and (
             lambda d, total: progress(count + count * d // total, 2 * count)
         )
+        h = reader.header
         wave = frontend.synthesise(
             logmel,
-            reader.header.num_samples,
+            h.num_samples,
             options.gl_iters,
             options.gl_momentum,
             options.seed,
             gl_progress,
+            options.phase_start,
         )
-        return self._output_rate(wave, reader.header, options.sample_rate)
+        if h.level_spans and options.match_level:
+            levels = np.concatenate(
+                [np.frombuffer(reader.chunk(i).levels, np.uint8) for i in range(count)]
+            )
+            wave = loudness.match(wave, levels, _level_span(h.level_spans))
+        return self._output_rate(wave, h, options.sample_rate)
 
     def open(self, fh) -> bitstream.Reader:
         """Parse a container and check that it was made with this model and front end."""
@@ -149,6 +166,8 @@ class Codec:
             )
         if _mel_fields(h) != _mel_fields(self._header(0, 0, 0, 0)):
             raise FormatError("file uses mel parameters this version cannot decode")
+        if h.level_spans and tiles.TILE_FRAMES % h.level_spans:
+            raise FormatError(f"corrupt header: {h.level_spans} level spans per tile")
         if len(reader) != frontend.num_tiles(h.num_samples):
             raise FormatError(f"corrupt header: {len(reader)} tiles for {h.num_samples} samples")
         if not audio.MIN_RATE <= h.source_sample_rate <= audio.MAX_RATE:
@@ -177,7 +196,7 @@ class Codec:
         out = []
         for i in range(0, len(bits), NETWORK_BATCH):
             b = torch.from_numpy(np.ascontiguousarray(bits[i : i + NETWORK_BATCH]))
-            out.append(self.model.net.decode_bits(b)[:, 0])
+            out.append(self.fast_decoder.decode_bits(b)[:, 0])
             if progress:
                 progress(min(i + NETWORK_BATCH, len(bits)), len(bits))
         return torch.cat(out)
@@ -202,6 +221,11 @@ class Codec:
         if target == header.source_sample_rate:
             out = audio.fit_length(out, header.source_num_samples)
         return out, target
+
+
+def _level_span(spans_per_tile: int) -> int:
+    """Samples per level span."""
+    return tiles.TILE_FRAMES // spans_per_tile * MEL.hop_length
 
 
 def _mel_fields(h: bitstream.Header) -> tuple:

@@ -63,8 +63,13 @@ def decode_file(
     float32: bool = False,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Path:
-    """Decode an .mlc file to WAV or FLAC; the model defaults to the one named inside."""
+    """Decode an .mlc file to WAV or FLAC; the model defaults to the one named inside.
+
+    Integer output goes through the limiter; when it acts, ``notify`` gets its
+    one-line report (peak, share of samples).
+    """
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + ".wav")
@@ -75,7 +80,9 @@ def decode_file(
         model = resolve_name(read_header(source).model_name)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
     wave, rate = codec.decode(data, options, progress)
-    audio.write_audio(target, wave, rate, float32)
+    report = audio.write_audio(target, wave, rate, float32)
+    if report is not None and report.acted and notify:
+        notify(report.message())
     return target
 
 

@@ -52,7 +52,10 @@ def synthesise(
     momentum: float,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    phase_start: str = "pghi",
 ) -> torch.Tensor:
     """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio."""
     mag = mel.inverse_log_mel(logmel)
-    return griffin_lim(mag, num_samples, n_iter, momentum, seed, progress=progress)
+    return griffin_lim(
+        mag, num_samples, n_iter, momentum, seed, progress=progress, start=phase_start
+    )

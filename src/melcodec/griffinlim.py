@@ -16,6 +16,7 @@ import torch
 
 from .audio import fit_length
 from .mel import MEL, MelConfig
+from .pghi import phase_start
 
 # Replicated edge frames on each side: enough that the first and last samples get
 # full window overlap and that the half hop past the last window is covered.
@@ -33,6 +34,7 @@ def griffin_lim(
     seed: int = 0,
     cfg: MelConfig = MEL,
     progress: Callable[[int, int], None] | None = None,
+    start: str = "pghi",
 ) -> torch.Tensor:
     """Magnitude ``[n_freqs, frames]`` of an uncentred STFT -> ``num_samples`` of audio.
 
@@ -41,19 +43,19 @@ def griffin_lim(
     frames = mag.shape[1]
     gen = torch.Generator().manual_seed(seed)
     if frames <= BLOCK_FRAMES:
-        wave, _ = _run(mag, None, n_iter, momentum, gen, cfg)
+        wave, _ = _run(mag, None, n_iter, momentum, gen, cfg, start)
         if progress:
             progress(frames, frames)
         return fit_length(wave, num_samples)
     hop = cfg.hop_length
     out = torch.zeros(frames * hop + cfg.n_fft + 2 * _EDGE * hop, dtype=mag.dtype)
     carried = None
-    start = 0
+    begin = 0
     while True:
-        stop = min(start + BLOCK_FRAMES, frames)
-        wave, angles = _run(mag[:, start:stop], carried, n_iter, momentum, gen, cfg)
-        fade = OVERLAP_FRAMES * hop if start else 0
-        seg = out[start * hop : start * hop + wave.numel()]
+        stop = min(begin + BLOCK_FRAMES, frames)
+        wave, angles = _run(mag[:, begin:stop], carried, n_iter, momentum, gen, cfg, start)
+        fade = OVERLAP_FRAMES * hop if begin else 0
+        seg = out[begin * hop : begin * hop + wave.numel()]
         if fade:
             ramp = torch.linspace(0, 1, fade, dtype=wave.dtype)
             seg[:fade] = seg[:fade] * (1 - ramp) + wave[:fade] * ramp
@@ -62,7 +64,7 @@ def griffin_lim(
             progress(stop, frames)
         if stop == frames:
             break
-        start = stop - OVERLAP_FRAMES
+        begin = stop - OVERLAP_FRAMES
         carried = angles[:, -OVERLAP_FRAMES:]
     return fit_length(out, num_samples)
 
@@ -74,6 +76,7 @@ def _run(
     momentum: float,
     gen: torch.Generator,
     cfg: MelConfig,
+    start: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Griffin-Lim with fast momentum (Perraudin et al. 2013) on one block.
 
@@ -85,10 +88,18 @@ def _run(
     window = torch.hann_window(n_fft, dtype=mag.dtype, device=mag.device)
     stft = dict(n_fft=n_fft, hop_length=hop, window=window, center=True)
     length = (padded.shape[1] - 1) * hop
-    phase = torch.rand(padded.shape, generator=gen).to(mag.device) * (2 * math.pi)
-    angles = torch.polar(torch.ones_like(padded), phase)
-    if start_angles is not None:
-        angles[:, _EDGE : _EDGE + start_angles.shape[1]] = start_angles
+    if start == "pghi":
+        lead = None
+        if start_angles is not None:
+            lead = torch.cat([start_angles[:, :1].expand(-1, _EDGE), start_angles], 1)
+        angles = phase_start(padded, hop, n_fft, gen, lead)
+    elif start == "random":
+        phase = torch.rand(padded.shape, generator=gen).to(mag.device) * (2 * math.pi)
+        angles = torch.polar(torch.ones_like(padded), phase)
+        if start_angles is not None:
+            angles[:, _EDGE : _EDGE + start_angles.shape[1]] = start_angles
+    else:
+        raise ValueError(f"unknown phase start {start!r}")
     previous = torch.zeros_like(angles)
     for _ in range(n_iter):
         wave = torch.istft(padded * angles, length=length, **stft)

@@ -1,4 +1,5 @@
-"""What ``melcodec info`` prints: an .mlc file's header, size and real bitrate."""
+"""What ``melcodec info`` prints: an .mlc file's header, size, real bitrate, and
+the peak of its decoded audio."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import os
 from pathlib import Path
 
 from . import bitstream
-from .errors import UsageError
+from .errors import MelcodecError, UsageError
 
 
-def describe(path: str | os.PathLike) -> dict:
+def describe(path: str | os.PathLike, decode: bool = True, model: str | None = None) -> dict:
+    """Header fields and sizes; with ``decode``, also the decoded audio's peak at the
+    default decode settings (16 kHz) and what the limiter would do to a 16-bit file.
+    The model is the one the file names, unless ``model`` is given."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
@@ -38,4 +42,30 @@ def describe(path: str | os.PathLike) -> dict:
         "payload_kbit_per_s": round(payload * 8 / seconds / 1000, 3) if seconds else None,
         "bits_per_pixel": round(size * 8 / pixels, 4),
         "overhead_bytes": size - payload,
+        "format_version": "{}.{}".format(*h.version),
+        "level_envelope": f"{h.level_spans} values per tile" if h.level_spans else "none",
+    } | (_decoded_peak(path, model) if decode else {})
+
+
+def _decoded_peak(path: Path, model: str | None) -> dict:
+    # Imported here: header-only use should not pay for the codec's imports.
+    from .codec import Codec
+    from .limiter import limit
+    from .mel import MEL
+    from .zoo import load_model, resolve_name
+
+    try:
+        codec = Codec(load_model(model) if model else load_model(resolve_name(_name(path))))
+        wave, _ = codec.decode(path.read_bytes())
+    except MelcodecError as exc:
+        return {"decoded_peak": f"not decoded: {exc}"}
+    report = limit(wave.numpy(), MEL.sample_rate)[1]
+    return {
+        "decoded_peak": round(report.peak, 4),
+        "limited_16bit_share": round(report.changed_share, 6),
     }
+
+
+def _name(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return bitstream.Reader(fh).header.model_name

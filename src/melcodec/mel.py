@@ -55,20 +55,44 @@ def _mel_transform(cfg: MelConfig) -> T.MelSpectrogram:
         )
 
 
-@lru_cache(maxsize=4)
-def _mel_pinv(cfg: MelConfig) -> torch.Tensor:
-    """Pseudo-inverse of the filterbank, ``[n_freqs, n_mels]``.
-
-    A fixed matrix product is exact on the filterbank's row space and about
-    100x faster than torchaudio's per-call least squares (which also fails on the
-    empty band unless driver="gelsd"); negative values are clamped afterwards.
-    """
+def filterbank(cfg: MelConfig = MEL) -> torch.Tensor:
+    """The mel filterbank as ``[n_mels, n_freqs]`` float64 (band 0 is empty here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         fb = AF.melscale_fbanks(
             cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sample_rate, None, "htk"
         )
-    return torch.linalg.pinv(fb.T.double()).float()
+    return fb.T.double()
+
+
+@lru_cache(maxsize=16)
+def inverse_matrix(method: str, strength: float = 0.0, cfg: MelConfig = MEL) -> torch.Tensor:
+    """A linear inverse of the filterbank, ``[n_freqs, n_mels]`` float32.
+
+    - ``pinv``: the Moore-Penrose pseudo-inverse. Exact on the filterbank's row
+      space, but the condition number is ~1e21 and its entries reach ~3,600, so a
+      small error in one band becomes loud broadband energy.
+    - ``tsvd``: pseudo-inverse with singular values below ``strength`` x the
+      largest dropped.
+    - ``tikhonov``: ``F^T (F F^T + strength s_max^2 I)^-1``.
+    - ``interp``: each band's mean magnitude per bin, spread back over the bins
+      it covers with the filter's own weights and normalised per bin: no
+      inversion at all, so nothing is amplified.
+    """
+    fb = filterbank(cfg)
+    if method == "pinv":
+        inv = torch.linalg.pinv(fb)
+    elif method == "tsvd":
+        inv = torch.linalg.pinv(fb, rtol=strength)
+    elif method == "tikhonov":
+        gram = fb @ fb.T
+        ridge = strength * torch.linalg.matrix_norm(fb, ord=2) ** 2
+        inv = fb.T @ torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=fb.dtype))
+    elif method == "interp":
+        inv = (fb.T / fb.sum(0).clamp_min(1e-12)[:, None]) / fb.sum(1).clamp_min(1e-12)[None, :]
+    else:
+        raise ValueError(f"unknown inverse mel method {method!r}")
+    return inv.float()
 
 
 def num_frames(num_samples: int, cfg: MelConfig = MEL) -> int:
@@ -100,7 +124,22 @@ def log_mel(wave: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
     return torch.log(mel + cfg.log_eps)
 
 
-def inverse_log_mel(logmel: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
+def nnls(mel: torch.Tensor, start: torch.Tensor, steps: int, cfg: MelConfig = MEL) -> torch.Tensor:
+    """``steps`` of projected gradient for min ||F s - mel||^2 over s >= 0."""
+    fb = filterbank(cfg).float().to(mel.device)
+    rate = 1 / float(torch.linalg.matrix_norm(fb, ord=2)) ** 2
+    s = start.clamp_min(0)
+    for _ in range(steps):
+        s = (s - rate * (fb.T @ (fb @ s - mel))).clamp_min(0)
+    return s
+
+
+def inverse_log_mel(
+    logmel: torch.Tensor, cfg: MelConfig = MEL, method: str = "tsvd", strength: float = 1e-2
+) -> torch.Tensor:
     """``[n_mels, frames]`` log-mel -> ``[n_freqs, frames]`` linear magnitude (>= 0)."""
-    mel = torch.exp(logmel) - cfg.log_eps
-    return (_mel_pinv(cfg).to(logmel.device) @ mel.clamp_min(0)).clamp_min(0)
+    mel = (torch.exp(logmel) - cfg.log_eps).clamp_min(0)
+    if method == "nnls":
+        start = inverse_matrix("interp", 0.0, cfg).to(logmel.device) @ mel
+        return nnls(mel, start, int(strength), cfg)
+    return (inverse_matrix(method, strength, cfg).to(logmel.device) @ mel).clamp_min(0)
