@@ -65,7 +65,19 @@ def encode(source: Path, target: Path, model: str | None, force: bool) -> None:
     show_default=True,
     type=click.FloatRange(0, 1, max_open=True),
 )
-@click.option("--seed", default=0, show_default=True, help="Griffin-Lim's random start.")
+@click.option(
+    "--phase-start",
+    default="pghi",
+    show_default=True,
+    type=click.Choice(["pghi", "random"]),
+    help="Griffin-Lim's starting phase: phase-gradient integration, or random.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Random phases (all of them with --phase-start random).",
+)
 def decode(
     source: Path,
     target: Path,
@@ -75,10 +87,15 @@ def decode(
     sample_rate: str,
     gl_iters: int,
     gl_momentum: float,
+    phase_start: str,
     seed: int,
 ) -> None:
-    """Decode an .mlc file (or a folder tree of them) to WAV or FLAC."""
-    options = DecodeOptions(gl_iters, gl_momentum, seed, _parse_rate(sample_rate))
+    """Decode an .mlc file (or a folder tree of them) to WAV or FLAC.
+
+    16-bit output goes through a limiter that acts only where a sample would
+    clip, and says so on stderr; --float writes the audio as synthesised.
+    """
+    options = DecodeOptions(gl_iters, gl_momentum, seed, _parse_rate(sample_rate), phase_start)
     codec = Codec.load(model) if model else None
     if not source.is_dir():
         with _single_progress("decode") as update:

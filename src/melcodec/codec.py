@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio, bitstream, entropy, frontend, loudness, tiles
+from . import audio, bitstream, entropy, frontend, tiles
 from .errors import FormatError, ModelError
 from .mel import MEL
 from .model import DOWNSAMPLING, FastDecoder
@@ -25,8 +25,7 @@ from .zoo import LoadedModel, load_model
 NETWORK_BATCH = 8
 DEFAULT_GL_ITERS = 16
 DEFAULT_GL_MOMENTUM = 0.99
-# Level envelope values per tile (loudness.py): 16 spans of 16 hops, 0.26 s each.
-LEVEL_SPANS = tiles.TILE_FRAMES // loudness.SEGMENT_FRAMES
+LEVEL_SPANS = frontend.LEVEL_SPANS
 
 
 @dataclass
@@ -81,8 +80,7 @@ class Codec:
     ) -> bytes:
         analysis = frontend.analyse(wave)
         bits = self.tile_bits(analysis.scaled, progress)
-        levels = loudness.envelope(wave, len(bits) * LEVEL_SPANS, _level_span(LEVEL_SPANS))
-        levels = levels.reshape(len(bits), LEVEL_SPANS)
+        levels = frontend.level_envelope(wave, len(bits))
         chunks = []
         for i in range(len(bits)):
             coding, payload = self.prob.encode(bits[i])
@@ -139,6 +137,11 @@ class Codec:
             lambda d, total: progress(count + count * d // total, 2 * count)
         )
         h = reader.header
+        levels = None
+        if h.level_spans and options.match_level:
+            levels = np.stack(
+                [np.frombuffer(reader.chunk(i).levels, np.uint8) for i in range(count)]
+            )
         wave = frontend.synthesise(
             logmel,
             h.num_samples,
@@ -147,12 +150,8 @@ class Codec:
             options.seed,
             gl_progress,
             options.phase_start,
+            levels,
         )
-        if h.level_spans and options.match_level:
-            levels = np.concatenate(
-                [np.frombuffer(reader.chunk(i).levels, np.uint8) for i in range(count)]
-            )
-            wave = loudness.match(wave, levels, _level_span(h.level_spans))
         return self._output_rate(wave, h, options.sample_rate)
 
     def open(self, fh) -> bitstream.Reader:
@@ -221,11 +220,6 @@ class Codec:
         if target == header.source_sample_rate:
             out = audio.fit_length(out, header.source_num_samples)
         return out, target
-
-
-def _level_span(spans_per_tile: int) -> int:
-    """Samples per level span."""
-    return tiles.TILE_FRAMES // spans_per_tile * MEL.hop_length
 
 
 def _mel_fields(h: bitstream.Header) -> tuple:

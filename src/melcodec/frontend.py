@@ -11,11 +11,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from . import audio, mel, tiles
+from . import audio, loudness, mel, tiles
 from .griffinlim import griffin_lim
 from .mel import MEL
+
+# Level envelope values per tile (loudness.py): 4 spans of 64 hops, 1.04 s each.
+LEVEL_SPANS = tiles.TILE_FRAMES // loudness.SEGMENT_FRAMES
 
 
 @dataclass
@@ -45,6 +49,17 @@ def analyse(wave: torch.Tensor) -> Analysis:
     return Analysis(scaled, lo, hi, wave.numel())
 
 
+def level_span(spans_per_tile: int) -> int:
+    """Samples per level span when a tile has ``spans_per_tile`` of them."""
+    return tiles.TILE_FRAMES // spans_per_tile * MEL.hop_length
+
+
+def level_envelope(wave: torch.Tensor, count: int) -> np.ndarray:
+    """The level codes of ``count`` tiles of a 16 kHz waveform, ``[count, LEVEL_SPANS]``."""
+    codes = loudness.envelope(wave, count * LEVEL_SPANS, level_span(LEVEL_SPANS))
+    return codes.reshape(count, LEVEL_SPANS)
+
+
 def synthesise(
     logmel: torch.Tensor,
     num_samples: int,
@@ -53,9 +68,16 @@ def synthesise(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     phase_start: str = "pghi",
+    levels: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio."""
+    """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio.
+
+    ``levels`` (``[tiles, spans]`` level codes) restores the input's level.
+    """
     mag = mel.inverse_log_mel(logmel)
-    return griffin_lim(
+    wave = griffin_lim(
         mag, num_samples, n_iter, momentum, seed, progress=progress, start=phase_start
     )
+    if levels is not None and levels.size:
+        wave = loudness.match(wave, levels.reshape(-1), level_span(levels.shape[1]))
+    return wave

@@ -59,8 +59,9 @@ def limit(wave: np.ndarray, rate: int) -> tuple[np.ndarray, LimiterReport]:
     held = -F.max_pool1d(-t, 2 * hold + 1, stride=1, padding=hold)
     smooth = hold // 2
     kernel = torch.full((1, 1, 2 * smooth + 1), 1 / (2 * smooth + 1))
-    gain = F.conv1d(F.pad(held, (smooth, smooth), mode="replicate"), kernel)[0, 0].numpy()
-    gain = np.minimum(gain, 1.0)
+    # Averaging the dip (1 - gain), not the gain, keeps an untouched stretch at exactly 1.
+    dip = F.conv1d(F.pad(1 - held, (smooth, smooth), mode="replicate"), kernel)[0, 0].numpy()
+    gain = 1 - np.maximum(dip, 0)
     out = x * gain
     changed = float((gain < 1).sum()) / size
     return out, LimiterReport(peak, float(over.sum()) / size, changed)

@@ -108,7 +108,8 @@ class Mp3(_ExternalCodec):
 
 
 class GriffinLimCeiling:
-    """The original mel, no network and no bits, through inverse mel and Griffin-Lim."""
+    """The original mel, no network and no bits, through the codec's synthesis
+    (inverse mel, phase start, Griffin-Lim, the input's level envelope)."""
 
     name = "griffin-lim ceiling"
     align = False
@@ -124,7 +125,10 @@ class GriffinLimCeiling:
     def decode(self, data: bytes) -> torch.Tensor:
         a = frontend.analyse(self._wave)
         logmel = tiles.join(tiles.unscale(a.scaled, a.lo, a.hi))
-        return frontend.synthesise(logmel, a.num_samples, self.gl_iters, DEFAULT_GL_MOMENTUM)
+        levels = frontend.level_envelope(self._wave, len(a.scaled))
+        return frontend.synthesise(
+            logmel, a.num_samples, self.gl_iters, DEFAULT_GL_MOMENTUM, levels=levels
+        )
 
     def reconstruct(self, scaled: torch.Tensor) -> torch.Tensor:
         return scaled
