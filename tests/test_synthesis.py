@@ -4,6 +4,7 @@ the level envelope, and the limiter, each pinned by a test that fails without it
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -345,3 +346,42 @@ def test_info_reports_the_decoded_peak(tmp_path, tiny_model_path):
     # Without --model the file's model is looked up by name, and may not be installed.
     result = runner.invoke(cli, ["info", str(mlc), "--json"])
     assert result.exit_code == 0 and "not decoded" in result.output
+
+
+# ---------------------------------------------------------------------------
+# The decoder network's fast path
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_fast_decoder_matches_the_plain_decoder(tiny_loaded, precision):
+    from melcodec.model import FastDecoder
+
+    bits = (torch.rand(3, 128, 16, 16, generator=torch.Generator().manual_seed(2)) > 0.5).to(
+        torch.uint8
+    )
+    net = copy.deepcopy(tiny_loaded.net)
+    gen = torch.Generator().manual_seed(3)
+    for m in net.modules():
+        # Untrained BatchNorm is the identity; give it statistics worth folding.
+        if isinstance(m, torch.nn.BatchNorm2d):
+            for t in (m.running_mean, m.weight.data, m.bias.data):
+                t.copy_(0.3 * torch.randn(t.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+    plain = net.decode_bits(bits)
+    fast = FastDecoder(net.decoder, precision)
+    assert fast.precision == precision
+    out = fast.decode_bits(bits)
+    assert out.dtype == torch.float32 and out.shape == plain.shape
+    tolerance = 1e-5 if precision == "float32" else 5e-3
+    assert float((out - plain).abs().max()) < tolerance
+
+
+def test_decoder_precision_is_checked(tiny_loaded):
+    from melcodec.errors import UsageError
+    from melcodec.model import native_bfloat16
+
+    auto = Codec(tiny_loaded).fast_decoder.precision
+    assert auto == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(UsageError, match="precision"):
+        Codec(tiny_loaded, decoder_precision="float8")

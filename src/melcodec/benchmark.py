@@ -58,10 +58,11 @@ class CodecSystem:
 
     codec: Codec
     options: DecodeOptions
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return self.codec.model.name
+        return self.label or self.codec.model.name
 
     def encode(self, wave: torch.Tensor, rate: int, length: int) -> bytes:
         return self.codec.encode_16k(wave, rate, length)
@@ -149,6 +150,7 @@ def measure_with_outputs(system: System, path: Path, output: str = "pcm16"):
         "lag_samples": lag,
         "peak": decoded_peak,
         "limited_share": limiter.changed_share if limiter else 0.0,
+        "over_share": limiter.over_share if limiter else 0.0,
         "clipped_share": listening.clipped_share(decoded),
         "level_db": listening.level_error_db(decoded, wave),
         "sc": listening.spectral_convergence(
@@ -201,6 +203,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         summary["level_abs_db"] = sum(abs(r["level_db"]) for r in mine) / len(mine)
         summary["level_worst_db"] = max((r["level_db"] for r in mine), key=abs)
         summary["clipped_worst"] = max(r["clipped_share"] for r in mine)
+        summary["over_worst"] = max(r["over_share"] for r in mine)
         summary["peak_worst"] = max(r["peak"] for r in mine)
         summary["sc"] = sum(r["sc"] for r in mine) / len(mine)
         out.append(summary)

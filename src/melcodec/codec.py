@@ -9,6 +9,7 @@ decode: container -> bits -> decoder -> unscale -> inverse mel -> phase start
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from . import audio, bitstream, entropy, frontend, tiles
-from .errors import FormatError, ModelError
-from .mel import MEL
+from .errors import FormatError, ModelError, UsageError
+from .mel import DEFAULT_INVERSE, MEL
 from .model import DOWNSAMPLING, FastDecoder
 from .zoo import LoadedModel, load_model
 
@@ -39,12 +40,25 @@ class DecodeOptions:
     phase_start: str = "pghi"
     # Match the level envelope a file carries (version 2 files); False hears the model's own.
     match_level: bool = True
+    # The inverse mel filterbank, "METHOD[:STRENGTH]" (mel.inverse_matrix); "pinv" is 0.1's.
+    inverse_mel: str = DEFAULT_INVERSE
 
 
 class Codec:
-    """A model plus its probability model: ``encode(wave, rate)``, ``decode(data)``."""
+    """A model plus its probability model: ``encode(wave, rate)``, ``decode(data)``.
 
-    def __init__(self, model: LoadedModel, prob_model_id: int | None = None):
+    ``decoder_precision`` ("auto", "float32", "bfloat16"; default from
+    $MELCODEC_DECODER_PRECISION, else "auto") is the decoder network's
+    arithmetic; see :class:`model.FastDecoder`. Encoding is always float32, so
+    the bits a file holds do not depend on the machine's instruction set.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        prob_model_id: int | None = None,
+        decoder_precision: str | None = None,
+    ):
         self.model = model
         if prob_model_id is None:
             prob_model_id = entropy.best_model_id(model.probability)
@@ -52,7 +66,11 @@ class Codec:
         c = model.net.cfg.latent_channels
         side = MEL.n_mels // DOWNSAMPLING
         self.latent_shape = (c, side, side)
-        self.fast_decoder = FastDecoder(model.net.decoder)
+        precision = decoder_precision or os.environ.get("MELCODEC_DECODER_PRECISION", "auto")
+        try:
+            self.fast_decoder = FastDecoder(model.net.decoder, precision)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @classmethod
     def load(cls, name_or_path: str = "default") -> Codec:
@@ -151,6 +169,7 @@ class Codec:
             gl_progress,
             options.phase_start,
             levels,
+            options.inverse_mel,
         )
         return self._output_rate(wave, h, options.sample_rate)
 

@@ -69,12 +69,15 @@ def synthesise(
     progress: Callable[[int, int], None] | None = None,
     phase_start: str = "pghi",
     levels: np.ndarray | None = None,
+    inverse: str = mel.DEFAULT_INVERSE,
 ) -> torch.Tensor:
     """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio.
 
-    ``levels`` (``[tiles, spans]`` level codes) restores the input's level.
+    ``levels`` (``[tiles, spans]`` level codes) restores the input's level;
+    ``inverse`` names the inverse mel (:func:`mel.parse_inverse`).
     """
-    mag = mel.inverse_log_mel(logmel)
+    method, strength = mel.parse_inverse(inverse)
+    mag = mel.inverse_log_mel(logmel, method=method, strength=strength)
     wave = griffin_lim(
         mag, num_samples, n_iter, momentum, seed, progress=progress, start=phase_start
     )

@@ -134,6 +134,22 @@ def nnls(mel: torch.Tensor, start: torch.Tensor, steps: int, cfg: MelConfig = ME
     return s
 
 
+# The decoder's inverse (bench/results/inverse_mel.md): "METHOD" or "METHOD:STRENGTH".
+DEFAULT_INVERSE = "tsvd:0.01"
+
+
+def parse_inverse(spec: str) -> tuple[str, float]:
+    """``"tsvd:0.01"`` -> ("tsvd", 0.01); checked, so a bad name fails before any work."""
+    method, _, strength = spec.partition(":")
+    try:
+        value = float(strength or 0)
+    except ValueError:
+        raise ValueError(f"bad inverse mel strength in {spec!r}") from None
+    if method != "nnls":
+        inverse_matrix(method, value)
+    return method, value
+
+
 def inverse_log_mel(
     logmel: torch.Tensor, cfg: MelConfig = MEL, method: str = "tsvd", strength: float = 1e-2
 ) -> torch.Tensor:

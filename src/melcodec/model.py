@@ -129,17 +129,39 @@ class Autoencoder(nn.Module):
         return self.decoder(bits.float() * 2 - 1)
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles).
+
+    Elsewhere bfloat16 convolutions are emulated and slower than float32.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe and probe())
+    except (RuntimeError, AttributeError):
+        return False
+
+
 class FastDecoder(nn.Module):
     """An eval-mode decoder for the codec: each BatchNorm folded into the transposed
-    conv before it, channels_last memory, in-place activations.
+    conv before it, channels_last memory, in-place activations, and bfloat16
+    arithmetic where the CPU has it in hardware.
 
-    Same function as ``Decoder`` in eval mode to float rounding (~1e-6), 2.2x
-    faster on 2 CPU cores (172 -> 79 ms per tile). The decoder's output is not
-    entropy coded, so rounding differences cannot break a file.
+    Same function as ``Decoder`` in eval mode: to float rounding (~1e-6) in
+    float32, within ~1e-3 of the [0, 1] tile (0.07 dB of the mel, far below any
+    model's error) in bfloat16. On the 2-core development machine (Xeon with
+    AMX) a tile takes 172 ms unfused, ~65 ms fused in float32, ~21 ms in
+    bfloat16. The decoder's output is not entropy coded, so neither rounding can
+    break a file; ``precision`` is "auto" (bfloat16 when native), "float32" or
+    "bfloat16".
     """
 
-    def __init__(self, decoder: Decoder):
+    def __init__(self, decoder: Decoder, precision: str = "auto"):
         super().__init__()
+        if precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"unknown decoder precision {precision!r}")
+        if precision == "auto":
+            precision = "bfloat16" if native_bfloat16() else "float32"
+        self.precision = precision
         mods = list(decoder.net)
         layers: list[nn.Module] = []
         i = 0
@@ -163,7 +185,9 @@ class FastDecoder(nn.Module):
     @torch.inference_mode()
     def decode_bits(self, bits: torch.Tensor) -> torch.Tensor:
         x = (bits.float() * 2 - 1).contiguous(memory_format=torch.channels_last)
-        return self.net(x).contiguous()
+        low = self.precision == "bfloat16"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            return self.net(x).float().contiguous()
 
 
 class _ToOneChannel(nn.Module):

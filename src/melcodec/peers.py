@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from . import audio, frontend, tiles
-from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
+from .codec import DEFAULT_GL_ITERS, DecodeOptions
 from .errors import UsageError
 from .mel import MEL
 
@@ -115,8 +115,14 @@ class GriffinLimCeiling:
     align = False
     has_bitstream = False
 
-    def __init__(self, gl_iters: int = DEFAULT_GL_ITERS):
-        self.gl_iters = gl_iters
+    def __init__(
+        self,
+        gl_iters: int = DEFAULT_GL_ITERS,
+        options: DecodeOptions | None = None,
+        name: str = "griffin-lim ceiling",
+    ):
+        self.options = options or DecodeOptions(gl_iters=gl_iters)
+        self.name = name
 
     def encode(self, wave: torch.Tensor, rate: int, length: int) -> bytes:
         self._wave = wave  # nothing is coded: the "stream" is the original itself
@@ -125,9 +131,17 @@ class GriffinLimCeiling:
     def decode(self, data: bytes) -> torch.Tensor:
         a = frontend.analyse(self._wave)
         logmel = tiles.join(tiles.unscale(a.scaled, a.lo, a.hi))
-        levels = frontend.level_envelope(self._wave, len(a.scaled))
+        o = self.options
+        levels = frontend.level_envelope(self._wave, len(a.scaled)) if o.match_level else None
         return frontend.synthesise(
-            logmel, a.num_samples, self.gl_iters, DEFAULT_GL_MOMENTUM, levels=levels
+            logmel,
+            a.num_samples,
+            o.gl_iters,
+            o.gl_momentum,
+            o.seed,
+            phase_start=o.phase_start,
+            levels=levels,
+            inverse=o.inverse_mel,
         )
 
     def reconstruct(self, scaled: torch.Tensor) -> torch.Tensor:
