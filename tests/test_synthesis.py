@@ -65,6 +65,11 @@ def test_inverse_mel_inverts_and_does_not_amplify_errors():
 def test_pseudo_inverse_is_what_the_regularised_one_avoids():
     # The comparison that chose the inverse (bench/results/inverse_mel.md), in small.
     inv = mel.inverse_matrix("tsvd", 1e-2)
+    singular = torch.linalg.svdvals(mel.filterbank())
+    relative = singular / singular[0]
+    # Rank 229 of 256, and one more direction between 1e-6 and 1e-4 (docs/synthesis.md).
+    assert int((relative > 1e-2).sum()) == int((relative > 1e-4).sum()) == 229
+    assert int((relative > 1e-6).sum()) == 230
     assert float(mel.inverse_matrix("pinv").abs().max()) > 1000
     assert float(inv.abs().max()) < 2
     with pytest.raises(ValueError, match="unknown inverse"):

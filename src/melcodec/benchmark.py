@@ -215,7 +215,7 @@ def table(summary: list[dict]) -> str:
         "| system | kbit/s | bit/px | MSE | NLPD | MS-SSIM | e2e MSE | e2e NLPD | e2e MS-SSIM "
         "| SC | level dB (worst) | clipped (worst) | peak (worst) | enc x RT | dec x RT |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 15]
     for s in summary:
         cells = [s["system"], _fmt(s["kbit_per_s"], ".2f"), _fmt(s["bits_per_pixel"], ".3f")]
         for domain in ("spec", "e2e"):
