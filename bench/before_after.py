@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from common import machine, music_dev, save
+from common import machine, music_dev, run_systems, save
 
 from melcodec import Codec, DecodeOptions, benchmark
 from melcodec.peers import GriffinLimCeiling
-from melcodec.progress import Progress
 
 BEFORE = DecodeOptions(gl_iters=32, phase_start="random", match_level=False, inverse_mel="pinv")
 AFTER = DecodeOptions()
@@ -40,11 +39,8 @@ def main() -> None:
                 codec32 = Codec(codec.model, decoder_precision="float32")
                 label = f"{name}, after, float32 decoder"
                 systems.append(benchmark.CodecSystem(codec32, options, label))
+    rows, summary = run_systems(systems, "before/after")
     files = music_dev()
-    bar = Progress(len(systems) * len(files), "before/after", every=5)
-    rows = benchmark.run(systems, files, bar.callback())
-    bar.close()
-    summary = benchmark.summarise(rows)
     m = machine()
     lines = [
         f"{len(files)} music-dev clips (4.2 s each), scored as `melcodec eval` does (16-bit WAV "

@@ -51,3 +51,15 @@ def save(name: str, payload: dict, table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+def run_systems(systems: list, label: str) -> tuple[list[dict], list[dict]]:
+    """Every system on every music-dev clip through eval's scoring: (rows, summary)."""
+    from melcodec import benchmark
+    from melcodec.progress import Progress
+
+    files = music_dev()
+    bar = Progress(len(systems) * len(files), label, every=5)
+    rows = benchmark.run(systems, files, bar.callback())
+    bar.close()
+    return rows, benchmark.summarise(rows)

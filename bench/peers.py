@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from common import machine, music_dev, save
+from common import machine, music_dev, run_systems, save
 
 from melcodec import Codec, DecodeOptions, benchmark
 from melcodec.peers import default_peers
-from melcodec.progress import Progress
 
 
 def main() -> None:
@@ -26,11 +25,8 @@ def main() -> None:
     options = DecodeOptions()
     systems = [benchmark.CodecSystem(Codec.load(n), options) for n in args.models.split(",")]
     systems += default_peers()
+    rows, summary = run_systems(systems, "peers")
     files = music_dev()
-    bar = Progress(len(systems) * len(files), "peers", every=5)
-    rows = benchmark.run(systems, files, bar.callback())
-    bar.close()
-    summary = benchmark.summarise(rows)
     m = machine()
     overhead = [
         f"- {s['system']}: {s['overhead_bytes_per_file']:.0f} bytes per file"

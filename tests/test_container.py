@@ -148,6 +148,17 @@ def test_future_minor_version_is_read():
     assert reader.chunk(2) == _chunks()[2]
 
 
+def test_level_spans_that_do_not_divide_a_tile_are_refused(codec, encoded_3_tiles):
+    header = _reader(encoded_3_tiles).header
+    crc_at = bitstream.header_size(header) - 4
+    for spans in (3, 255):
+        data = bytearray(encoded_3_tiles)
+        data[88] = spans  # a valid CRC over a wrong value: a buggy writer's file
+        data[crc_at : crc_at + 4] = struct.pack("<I", zlib.crc32(bytes(data[:crc_at])))
+        with pytest.raises(FormatError, match=f"{spans} level spans"):
+            codec.decode(bytes(data), FAST)
+
+
 # ---------------------------------------------------------------------------
 # Damage: flipped bytes, swapped chunks, versions, trailing bytes, truncation
 # ---------------------------------------------------------------------------
