@@ -32,3 +32,28 @@ def test_fitted_table_matches_counts_and_shrinks_files(tiny_model_path, tmp_path
     assert all(len(payload) < 4096 for _, payload in coded)
     back = [codec.prob.decode(c, p, codec.latent_shape) for c, p in coded]
     assert np.array_equal(np.stack(back), bits)
+
+
+def test_half_precision_model_files_define_the_bits(tiny_loaded, tmp_path):
+    from melcodec import zoo
+
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    card = dict(tiny_loaded.card, weights="float16")
+    zoo.save_model(full, tiny_loaded.net, tiny_loaded.card, tiny_loaded.recipe)
+    zoo.save_model(half, tiny_loaded.net, card, tiny_loaded.recipe, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    for key, value in loaded.net.state_dict().items():
+        original = tiny_loaded.net.state_dict()[key]
+        assert value.dtype == original.dtype  # the network computes in float32
+        if value.is_floating_point():
+            assert torch.equal(value, original.half().float())
+    # Refitting the table keeps the file in half precision.
+    tiles_ = torch.rand(4, 1, 256, 256, generator=torch.Generator().manual_seed(1))
+    tables.fit_static_table(half, tiles_)
+    stored = torch.load(half, weights_only=True)["weights"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    codec = Codec(load_model(half))
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(20000).astype("float32"))
+    data = codec.encode(0.1 * wave, 16000)
+    assert codec.decode(data)[0].numel() == 20000

@@ -32,9 +32,14 @@ NOISE_KINDS = ("uniform", "octaves")
 class NoiseImages:
     """The paper's noise set: ``size`` i.i.d. U[0, 1] images, or fresh ones (size 0).
 
-    Image i is generated from its own seed, so no set is stored and any device
-    draws the same images. ``kind="octaves"`` is not the paper's: see
-    :func:`octave_noise`.
+    Image i is generated from its own seed, so no set is stored, and every
+    process on the same kind of device draws the same images (DDP ranks draw
+    their rows of exactly what one process draws). A CUDA generator given the
+    same seed draws other numbers than the CPU one, so a GPU run trains on
+    other (equally distributed) noise than a CPU run with the same seed: the
+    images are drawn on the training device because drawing them on the CPU
+    would cost a GPU step several times over. ``kind="octaves"`` is not the
+    paper's: see :func:`octave_noise`.
     """
 
     def __init__(self, size: int, seed: int, device: torch.device, kind: str = "uniform"):

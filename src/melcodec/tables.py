@@ -50,5 +50,6 @@ def fit_static_table(
     probability = dict(model.probability or {})
     probability["static_bernoulli"] = table
     target = Path(out) if out else model.path
-    zoo.save_model(target, model.net, card, model.recipe, probability)
+    half = model.card.get("weights") == "float16"
+    zoo.save_model(target, model.net, card, model.recipe, probability, half=half)
     return card["probability"]["static_bernoulli"]

@@ -68,6 +68,11 @@ def validate(opts: RunOptions) -> None:
             raise UsageError(f"data must be 'noise' or a folder of audio files: {opts.data}")
         if not data.find_audio(Path(opts.data), bare=True):
             raise UsageError(f"no audio files in {opts.data}")
+    if opts.val_data is not None:
+        if not Path(opts.val_data).is_dir():
+            raise UsageError(f"--val-data must be a folder of audio files: {opts.val_data}")
+        if not data.find_audio(Path(opts.val_data), bare=True):
+            raise UsageError(f"no audio files in --val-data {opts.val_data}")
     if opts.compile not in ("auto", "yes", "no"):
         raise UsageError(f"compile must be auto, yes or no, got {opts.compile!r}")
     if opts.device not in ("auto", "cpu", "cuda"):

@@ -118,10 +118,17 @@ def save_model(
     card: dict,
     recipe: dict,
     probability: dict | None = None,
+    half: bool = False,
 ) -> bytes:
-    """Write a model file atomically; returns its SHA-256."""
+    """Write a model file atomically; returns its SHA-256.
+
+    ``half`` stores floating-point weights as float16 (half the size); they load
+    into the float32 network exactly, so the file defines the codec's bits.
+    """
     path = Path(path)
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     blob = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

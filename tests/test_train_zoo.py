@@ -1,0 +1,46 @@
+"""bin/train-zoo: trains what is missing, skips what is finished, refuses unknown names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "train-zoo"
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MELCODEC_ZOO_RUNS=str(tmp_path / "zoo"))
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_train_zoo_trains_then_skips(tmp_path, make_audio):
+    val = make_audio("val/one.wav", seconds=4.3, root=tmp_path).parent
+    args = ["train", "--only", "mse-noise", "--steps", "2", "--device", "cpu"]
+    first = _run(tmp_path, *args, "--val-data", str(tmp_path / "none"))
+    # No such validation folder: the run must fail cleanly and leave nothing finished.
+    assert first.returncode != 0 and "Traceback" not in first.stderr
+    assert "--val-data must be a folder" in first.stderr
+    args += ["--val-data", str(val)]
+    done = _run(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    model = tmp_path / "zoo" / "mse-noise" / "model.pt"
+    card = torch.load(model, weights_only=True)["card"]
+    assert card["name"] == "mse-noise" and card["loss"] == "mse" and card["steps"] == 2
+    assert card["recipe"] == "cpu" and card["noise"] == "octaves"
+    again = _run(tmp_path, *args)
+    assert again.returncode == 0 and "finished" in again.stdout
+    status = _run(tmp_path, "status")
+    assert (
+        "mse-noise      finished" in status.stdout and "nlpd-music     not started" in status.stdout
+    )
+
+
+def test_train_zoo_refuses_unknown_models(tmp_path):
+    result = _run(tmp_path, "train", "--only", "mse-noise,best-ever")
+    assert result.returncode != 0 and "unknown model(s) best-ever" in result.stderr
