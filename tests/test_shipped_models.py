@@ -1,0 +1,82 @@
+"""Every model file shipped in models/: it loads, codes the bundled example bit-exactly,
+decodes at the input's level, is the default where it should be, and has its card in
+models/README.md."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from melcodec import bitstream, frontend, listening, zoo
+from melcodec.cli import cli
+from melcodec.codec import Codec
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = sorted(p.stem for p in MODELS.glob("*.pt"))
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chipdisko-excerpt.flac"
+
+
+@pytest.fixture(scope="module")
+def example() -> tuple[np.ndarray, int]:
+    data, rate = sf.read(EXAMPLE, dtype="float32", always_2d=True)
+    return data[: int(rate * 4.208)], rate
+
+
+def test_a_default_model_is_shipped():
+    assert zoo.DEFAULT_MODEL in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_codes_the_example(name, example):
+    model = zoo.load_model(MODELS / f"{name}.pt")
+    assert model.name == name and model.card.get("loss") in ("mse", "nlpd", "msssim")
+    codec = Codec(model)
+    data, rate = example
+    blob = codec.encode(data, rate)
+    reader = bitstream.Reader(io.BytesIO(blob))
+    assert reader.header.model_name == name and reader.header.model_sha256 == model.sha256
+    wave = frontend.load(EXAMPLE)[0][: reader.header.num_samples]
+    expected = codec.tile_bits(frontend.analyse(wave).scaled)
+    decoded = np.stack([codec.read_bits(reader, i)[0] for i in range(len(reader))])
+    assert np.array_equal(decoded, expected)
+    assert len(blob) < 4096 * len(reader) + 200
+    out, out_rate = codec.decode(blob)
+    assert out_rate == 16000 and out.numel() == reader.header.num_samples
+    assert abs(listening.level_error_db(out, wave)) < 1.0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_has_its_card_in_models_readme(name):
+    text = (MODELS / "README.md").read_text()
+    sha = zoo.file_sha256(MODELS / f"{name}.pt").hex()
+    assert f"## {name}" in text and sha in text, f"models/README.md lacks {name}'s card or SHA-256"
+
+
+def test_encode_without_model_uses_the_default(tmp_path, example):
+    data, rate = example
+    sf.write(tmp_path / "x.wav", data, rate)
+    result = CliRunner().invoke(cli, ["encode", str(tmp_path / "x.wav"), str(tmp_path / "x.mlc")])
+    assert result.exit_code == 0, result.output
+    header = bitstream.Reader(io.BytesIO((tmp_path / "x.mlc").read_bytes())).header
+    default = zoo.load_model(zoo.DEFAULT_MODEL)
+    assert header.model_name == zoo.DEFAULT_MODEL and header.model_sha256 == default.sha256
+
+
+def test_models_readme_lists_no_missing_file():
+    text = (MODELS / "README.md").read_text()
+    for name in re.findall(r"^## ([a-z0-9-]+)$", text, flags=re.M):
+        assert name in SHIPPED, f"models/README.md has a card for {name}, which is not shipped"
+
+
+def test_weights_are_float32_in_the_network():
+    # Half-precision files load into a float32 network (tests/test_tables.py).
+    for name in SHIPPED:
+        net = zoo.load_model(MODELS / f"{name}.pt").net
+        assert all(p.dtype == torch.float32 for p in net.parameters())
