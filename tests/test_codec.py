@@ -84,6 +84,25 @@ def test_encode_rejects_empty_input(codec):
         codec.encode(np.zeros(0, dtype=np.float32), 16000)
 
 
+@pytest.mark.parametrize(
+    "change, rate, message",
+    [
+        (None, 4000, "sample rate 4000 Hz"),
+        (None, 192_001, "sample rate 192001 Hz"),
+        (float("nan"), 16000, "NaN or infinite"),
+        (float("inf"), 16000, "NaN or infinite"),
+    ],
+)
+def test_encode_refuses_what_decode_would_refuse(codec, change, rate, message):
+    from melcodec.errors import AudioError
+
+    wave = synth(20_000, 16000)[:, 0].copy()
+    if change is not None:
+        wave[123] = change
+    with pytest.raises(AudioError, match=message):
+        codec.encode(wave, rate)
+
+
 def test_silence_decodes_to_silence(codec):
     data = codec.encode(np.zeros(40_000, dtype=np.float32), 16000)
     out, _ = codec.decode(data, DecodeOptions(gl_iters=4))

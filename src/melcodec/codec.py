@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import audio, bitstream, entropy, frontend, tiles
-from .errors import FormatError, ModelError, UsageError
+from .errors import AudioError, FormatError, ModelError, UsageError
 from .mel import DEFAULT_INVERSE, MEL
 from .model import DOWNSAMPLING, FastDecoder
 from .zoo import LoadedModel, load_model
@@ -86,6 +86,13 @@ class Codec:
             data = data[:, None]
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError("expected a non-empty waveform [samples] or [samples, channels]")
+        # What the decoder would refuse, refused before anything is written.
+        if not audio.MIN_RATE <= sample_rate <= audio.MAX_RATE:
+            raise AudioError(
+                f"sample rate {sample_rate} Hz is outside {audio.MIN_RATE}-{audio.MAX_RATE} Hz"
+            )
+        if not np.isfinite(data).all():
+            raise AudioError("waveform contains NaN or infinite samples")
         mono = audio.resample(audio.to_mono(data), sample_rate, MEL.sample_rate)
         return self.encode_16k(mono, sample_rate, data.shape[0], progress)
 
