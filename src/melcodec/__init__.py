@@ -3,7 +3,7 @@
 The public API::
 
     import melcodec
-    codec = melcodec.Codec.load("default")        # or melcodec.load_model(path)
+    codec = melcodec.Codec.load()                 # the default model, or a name or path
     data = codec.encode(waveform, sample_rate)    # -> .mlc bytes
     waveform, rate = codec.decode(data)
     melcodec.encode_file("song.wav", "song.mlc")

@@ -175,7 +175,9 @@ def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
 
 @cli.command("eval")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option(
+    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write all rows as JSON.")
 @click.option(
     "--csv", "csv_out", type=click.Path(path_type=Path), help="Write per-file rows as CSV."
@@ -224,7 +226,9 @@ def eval_(
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option(
+    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+)
 @click.option("--clips", default=3, show_default=True, type=click.IntRange(1, 20))
 @force_option
 def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
@@ -241,7 +245,9 @@ def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--models", "names", default="default", show_default=True, help="Comma-separated.")
+@click.option(
+    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+)
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Opus, MP3, ceiling.")
 @click.option("--clips", default=6, show_default=True, type=click.IntRange(1))
 @click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))

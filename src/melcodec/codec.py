@@ -20,7 +20,7 @@ from . import audio, bitstream, entropy, frontend, tiles
 from .errors import AudioError, FormatError, ModelError, UsageError
 from .mel import DEFAULT_INVERSE, MEL
 from .model import DOWNSAMPLING, FastDecoder
-from .zoo import LoadedModel, load_model
+from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 # Tiles through the networks at once: bounds memory on hour-long files.
 NETWORK_BATCH = 8
@@ -73,7 +73,7 @@ class Codec:
             raise UsageError(str(exc)) from None
 
     @classmethod
-    def load(cls, name_or_path: str = "default") -> Codec:
+    def load(cls, name_or_path: str = DEFAULT_MODEL) -> Codec:
         return cls(load_model(name_or_path))
 
     # -- encoding ---------------------------------------------------------

@@ -11,7 +11,7 @@ from . import audio, bitstream, frontend
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
-from .zoo import load_model, resolve_name
+from .zoo import DEFAULT_MODEL, load_model, resolve_name
 
 MLC_SUFFIX = ".mlc"
 
@@ -39,7 +39,7 @@ def check_target(target: Path, force: bool, parent: Path | None = None) -> None:
 def encode_file(
     source: str | os.PathLike,
     target: str | os.PathLike,
-    model: str | Codec = "default",
+    model: str | Codec = DEFAULT_MODEL,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:

@@ -19,7 +19,9 @@ from .model import ArchConfig, Autoencoder
 
 FORMAT = "melcodec-model"
 FORMAT_VERSION = 1
-DEFAULT_MODEL = "default"
+# What encode uses without --model: chosen by end-to-end quality on music-dev
+# (models/README.md). "default" is melcodec 0.1's default, kept for its files.
+DEFAULT_MODEL = "msssim-music"
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
