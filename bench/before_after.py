@@ -19,6 +19,7 @@ from common import machine, music_dev, run_systems, save
 
 from melcodec import Codec, DecodeOptions, benchmark
 from melcodec.peers import GriffinLimCeiling
+from melcodec.zoo import DEFAULT_MODEL
 
 BEFORE = DecodeOptions(gl_iters=32, phase_start="random", match_level=False, inverse_mel="pinv")
 AFTER = DecodeOptions()
@@ -26,7 +27,7 @@ AFTER = DecodeOptions()
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="default")
+    ap.add_argument("--models", default=f"{DEFAULT_MODEL},default")
     args = ap.parse_args()
     systems: list = []
     for when, options in (("before", BEFORE), ("after", AFTER)):

@@ -22,6 +22,7 @@ from melcodec import Codec, audio, bitstream, frontend, loudness, mel
 from melcodec.codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, DecodeOptions
 from melcodec.griffinlim import griffin_lim
 from melcodec.pghi import phase_start
+from melcodec.zoo import DEFAULT_MODEL
 
 
 def timed(fn, *args):
@@ -32,7 +33,7 @@ def timed(fn, *args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--repeats", type=int, default=5, help="runs per clip; the median is kept")
     args = ap.parse_args()
     codec = Codec.load(args.model)

@@ -5,7 +5,7 @@ kbit/s, also with wideband forced at 6 and 8 (opusenc otherwise narrows the band
 at these rates); MP3 (lame) at 8 kbit/s; and the Griffin-Lim ceiling. Peers'
 outputs are aligned to the input first. Needs Debian's opus-tools and lame.
 
-    python bench/peers.py [--models default,...]
+    python bench/peers.py [--models msssim-music,default,...]
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from common import machine, music_dev, run_systems, save
 
 from melcodec import Codec, DecodeOptions, benchmark
 from melcodec.peers import default_peers
+from melcodec.zoo import DEFAULT_MODEL
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="default")
+    ap.add_argument("--models", default=f"{DEFAULT_MODEL},default")
     args = ap.parse_args()
     options = DecodeOptions()
     systems = [benchmark.CodecSystem(Codec.load(n), options) for n in args.models.split(",")]
