@@ -80,3 +80,12 @@ def test_weights_are_float32_in_the_network():
     for name in SHIPPED:
         net = zoo.load_model(MODELS / f"{name}.pt").net
         assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_models_lists_each_shipped_model_and_marks_the_default():
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    for name in SHIPPED:
+        assert name in lines and "kbit/s" in lines[name]
+        assert ("*" in lines[name].split("loss=")[0]) == (name == zoo.DEFAULT_MODEL)

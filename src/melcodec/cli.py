@@ -16,6 +16,9 @@ from .info import describe
 from .progress import Progress
 from .recipes import DEFAULT_RECIPE, RECIPES
 
+# One tile's duration: 256 hops of 260 samples at 16 kHz.
+TILE_SECONDS = 256 * 260 / 16000
+
 model_option = click.option(
     "--model", "-m", default=None, help="Shipped model name or path to a model file."
 )
@@ -278,21 +281,30 @@ def _names(names: str) -> list[str]:
 
 @cli.command()
 def models() -> None:
-    """List the shipped and user models that --model NAME finds."""
+    """List the shipped and user models that --model NAME finds (* marks the default)."""
     for name in zoo.available():
         try:
             m = zoo.load_model(name)
         except MelcodecError as exc:
             click.echo(f"{name}: {exc}")
             continue
-        card = m.card
-        val = card.get("validation", {})
-        data_ = f"{card.get('data')}" + (f"({card['noise']})" if card.get("noise") else "")
-        click.echo(
-            f"{name:<16} loss={card.get('loss')} data={data_} "
-            f"steps={card.get('steps')} sha256={m.sha256.hex()[:12]} "
-            + " ".join(f"{k}={v:.4g}" for k, v in val.items())
-        )
+        click.echo(_model_line(name, m))
+
+
+def _model_line(name: str, m: zoo.LoadedModel) -> str:
+    card = m.card
+    noise = f"noise({card['noise']})" if card.get("noise") else "noise"
+    data_ = noise if card.get("data") == "noise" else "music"
+    val = card.get("validation", {})
+    table = (card.get("probability") or {}).get("static_bernoulli", {})
+    bits = table.get("entropy_bits_per_tile")
+    # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
+    rate = f" ~{(bits + 21 * 8) / TILE_SECONDS / 1000:.1f}kbit/s" if bits else ""
+    mark = "*" if name == zoo.DEFAULT_MODEL else " "
+    return (
+        f"{name:<16}{mark} loss={card.get('loss')} data={data_} steps={card.get('steps')}"
+        f"{rate} sha256={m.sha256.hex()[:12]} " + " ".join(f"{k}={v:.4g}" for k, v in val.items())
+    )
 
 
 @cli.command()
