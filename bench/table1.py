@@ -58,7 +58,7 @@ def main() -> None:
     m = machine()
     lines = [
         f"Spectrogram domain, {len(tiles)} clips of 4.208 s from the evaluation corpus "
-        f"({stats['files_used']} files of `bin/fetch-music eval`, every {step}th clip), eval "
+        f"({stats['files_used']} files of `bin/fetch-music eval`, one clip in {step}), eval "
         f"mode, hard quantiser; {m['date']}. Paper: their Table 1 (PMQD test set).",
         "",
         "| train data | loss | ours: MSE | NLPD | MS-SSIM | paper: MSE | NLPD | MS-SSIM |",
