@@ -13,11 +13,10 @@ from . import data, files, zoo
 from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
 from .info import describe
+from .mel import MEL
 from .progress import Progress
 from .recipes import DEFAULT_RECIPE, RECIPES
-
-# One tile's duration: 256 hops of 260 samples at 16 kHz.
-TILE_SECONDS = 256 * 260 / 16000
+from .tiles import TILE_FRAMES
 
 model_option = click.option(
     "--model", "-m", default=None, help="Shipped model name or path to a model file."
@@ -299,7 +298,8 @@ def _model_line(name: str, m: zoo.LoadedModel) -> str:
     table = (card.get("probability") or {}).get("static_bernoulli", {})
     bits = table.get("entropy_bits_per_tile")
     # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
-    rate = f" ~{(bits + 21 * 8) / TILE_SECONDS / 1000:.1f}kbit/s" if bits else ""
+    tile_seconds = TILE_FRAMES * MEL.hop_length / MEL.sample_rate
+    rate = f" ~{(bits + 21 * 8) / tile_seconds / 1000:.1f}kbit/s" if bits else ""
     mark = "*" if name == zoo.DEFAULT_MODEL else " "
     return (
         f"{name:<16}{mark} loss={card.get('loss')} data={data_} steps={card.get('steps')}"

@@ -156,17 +156,18 @@ class Codec:
         """
         options = options or DecodeOptions()
         reader = self.open(io.BytesIO(data))
-        count = len(reader)
-        logmel = self.decode_logmel(reader, progress and (lambda d, _: progress(d, 2 * count)))
+        h = reader.header
+        # Each chunk read (and CRC-checked) once, for its bits and its level envelope.
+        chunks = [reader.chunk(i) for i in range(len(reader))]
+        count = len(chunks)
+        net_progress = progress and (lambda d, _: progress(d, 2 * count))
+        logmel = self._logmel(h, chunks, net_progress)
         gl_progress = progress and (
             lambda d, total: progress(count + count * d // total, 2 * count)
         )
-        h = reader.header
         levels = None
         if h.level_spans and options.match_level:
-            levels = np.stack(
-                [np.frombuffer(reader.chunk(i).levels, np.uint8) for i in range(count)]
-            )
+            levels = np.stack([np.frombuffer(c.levels, np.uint8) for c in chunks])
         wave = frontend.synthesise(
             logmel,
             h.num_samples,
@@ -212,9 +213,11 @@ class Codec:
 
     def read_bits(self, reader: bitstream.Reader, index: int) -> tuple[np.ndarray, float, float]:
         chunk = reader.chunk(index)
-        prob = self._prob_for(reader.header.prob_model_id)
-        bits = prob.decode(chunk.coding, chunk.payload, self.latent_shape)
-        return bits, chunk.lo, chunk.hi
+        return self._chunk_bits(reader.header, chunk), chunk.lo, chunk.hi
+
+    def _chunk_bits(self, header: bitstream.Header, chunk: bitstream.Chunk) -> np.ndarray:
+        prob = self._prob_for(header.prob_model_id)
+        return prob.decode(chunk.coding, chunk.payload, self.latent_shape)
 
     def decode_tiles(self, bits: np.ndarray, progress: Callable | None = None) -> torch.Tensor:
         """Bits ``[n, C, 16, 16]`` -> scaled tiles ``[n, 256, 256]``."""
@@ -229,10 +232,18 @@ class Codec:
     def decode_logmel(
         self, reader: bitstream.Reader, progress: Callable | None = None
     ) -> torch.Tensor:
-        parts = [self.read_bits(reader, i) for i in range(len(reader))]
-        bits = np.stack([p[0] for p in parts])
-        lo = torch.tensor([p[1] for p in parts])
-        hi = torch.tensor([p[2] for p in parts])
+        chunks = [reader.chunk(i) for i in range(len(reader))]
+        return self._logmel(reader.header, chunks, progress)
+
+    def _logmel(
+        self,
+        header: bitstream.Header,
+        chunks: list[bitstream.Chunk],
+        progress: Callable | None = None,
+    ) -> torch.Tensor:
+        bits = np.stack([self._chunk_bits(header, c) for c in chunks])
+        lo = torch.tensor([c.lo for c in chunks])
+        hi = torch.tensor([c.hi for c in chunks])
         return tiles.join(tiles.unscale(self.decode_tiles(bits, progress), lo, hi))
 
     @staticmethod

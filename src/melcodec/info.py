@@ -44,10 +44,10 @@ def describe(path: str | os.PathLike, decode: bool = True, model: str | None = N
         "overhead_bytes": size - payload,
         "format_version": "{}.{}".format(*h.version),
         "level_envelope": f"{h.level_spans} values per tile" if h.level_spans else "none",
-    } | (_decoded_peak(path, model) if decode else {})
+    } | (_decoded_peak(path, model, h.model_name) if decode else {})
 
 
-def _decoded_peak(path: Path, model: str | None) -> dict:
+def _decoded_peak(path: Path, model: str | None, named: str) -> dict:
     # Imported here: header-only use should not pay for the codec's imports.
     from .codec import Codec
     from .limiter import limit
@@ -55,7 +55,7 @@ def _decoded_peak(path: Path, model: str | None) -> dict:
     from .zoo import load_model, resolve_name
 
     try:
-        codec = Codec(load_model(model) if model else load_model(resolve_name(_name(path))))
+        codec = Codec(load_model(model) if model else load_model(resolve_name(named)))
         wave, _ = codec.decode(path.read_bytes())
     except MelcodecError as exc:
         return {"decoded_peak": f"not decoded: {exc}"}
@@ -64,8 +64,3 @@ def _decoded_peak(path: Path, model: str | None) -> dict:
         "decoded_peak": round(report.peak, 4),
         "limited_16bit_share": round(report.changed_share, 6),
     }
-
-
-def _name(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return bitstream.Reader(fh).header.model_name

@@ -151,9 +151,17 @@ def parse_inverse(spec: str) -> tuple[str, float]:
 
 
 def inverse_log_mel(
-    logmel: torch.Tensor, cfg: MelConfig = MEL, method: str = "tsvd", strength: float = 1e-2
+    logmel: torch.Tensor,
+    cfg: MelConfig = MEL,
+    method: str | None = None,
+    strength: float = 0.0,
 ) -> torch.Tensor:
-    """``[n_mels, frames]`` log-mel -> ``[n_freqs, frames]`` linear magnitude (>= 0)."""
+    """``[n_mels, frames]`` log-mel -> ``[n_freqs, frames]`` linear magnitude (>= 0).
+
+    ``method`` None is :data:`DEFAULT_INVERSE` (its strength too).
+    """
+    if method is None:
+        method, strength = parse_inverse(DEFAULT_INVERSE)
     mel = (torch.exp(logmel) - cfg.log_eps).clamp_min(0)
     if method == "nnls":
         start = inverse_matrix("interp", 0.0, cfg).to(logmel.device) @ mel
