@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import synth
 
-from melcodec import audio, bitstream, entropy, frontend, griffinlim
+from melcodec import bitstream, entropy, frontend, griffinlim, limits
 from melcodec.codec import Codec, DecodeOptions
 from melcodec.mel import MEL
 
@@ -47,7 +47,7 @@ def test_decoded_lengths_are_exact(codec, case):
     wave = synth(n, rate, channels, seed=len(case))
     data = codec.encode(wave if channels > 1 else wave[:, 0], rate)
     header = _header(data)
-    expected_16k = audio.resampled_length(n, rate, MEL.sample_rate)
+    expected_16k = limits.resampled_length(n, rate, MEL.sample_rate)
     assert (header.source_sample_rate, header.source_num_samples) == (rate, n)
     assert header.num_samples == expected_16k
     assert header.num_tiles == frontend.num_tiles(expected_16k)
@@ -68,7 +68,7 @@ def test_decode_to_another_rate(codec):
     data = codec.encode(synth(n, 16000)[:, 0], 16000)
     out, rate = codec.decode(data, DecodeOptions(gl_iters=1, sample_rate=22050))
     assert rate == 22050
-    assert out.shape == (audio.resampled_length(n, 16000, 22050),)
+    assert out.shape == (limits.resampled_length(n, 16000, 22050),)
 
 
 def test_encode_accepts_torch_and_channels_last(codec):
@@ -79,25 +79,26 @@ def test_encode_accepts_torch_and_channels_last(codec):
     assert _header(a).num_samples == 9000
 
 
-def test_encode_rejects_empty_input(codec):
-    with pytest.raises(ValueError):
-        codec.encode(np.zeros(0, dtype=np.float32), 16000)
-
-
 @pytest.mark.parametrize(
     "change, rate, message",
     [
         (None, 4000, "sample rate 4000 Hz"),
         (None, 192_001, "sample rate 192001 Hz"),
-        (float("nan"), 16000, "NaN or infinite"),
-        (float("inf"), 16000, "NaN or infinite"),
+        (float("nan"), 16000, "NaN or infinite samples .first at sample 123"),
+        (float("inf"), 16000, "NaN or infinite samples .first at sample 123"),
+        ("empty", 16000, r"non-empty waveform .* not \(0, 1\)"),
+        ("no channels", 16000, r"non-empty waveform .* not \(20000, 0\)"),
     ],
 )
 def test_encode_refuses_what_decode_would_refuse(codec, change, rate, message):
     from melcodec.errors import AudioError
 
     wave = synth(20_000, 16000)[:, 0].copy()
-    if change is not None:
+    if change == "empty":
+        wave = wave[:0]
+    elif change == "no channels":
+        wave = np.zeros((20_000, 0), np.float32)
+    elif change is not None:
         wave[123] = change
     with pytest.raises(AudioError, match=message):
         codec.encode(wave, rate)
@@ -386,3 +387,17 @@ def test_decoding_does_not_change_how_a_codec_encodes(codec, uniform_codec):
     assert _header(codec.encode(wave, 16000)).prob_model_id == 1
     codec.decode(uniform_codec.encode(wave, 16000), FAST)
     assert _header(codec.encode(wave, 16000)).prob_model_id == 1
+
+
+def test_duration_limit_is_shared_by_encoder_and_decoder(tiny_loaded):
+    from melcodec.errors import AudioError, FormatError
+
+    wave = synth(32_000, 16000)[:, 0]  # 2 s
+    with pytest.raises(AudioError, match="over the limit of 0.0005 h"):
+        Codec(tiny_loaded, max_hours=1.8 / 3600).encode(wave, 16000)
+    data = Codec(tiny_loaded, max_hours=2.1 / 3600).encode(wave, 16000)
+    codec = Codec(tiny_loaded)
+    with pytest.raises(FormatError, match="over the limit .* --max-hours"):
+        codec.decode(data, DecodeOptions(gl_iters=0, max_hours=1.8 / 3600))
+    out, _ = codec.decode(data, DecodeOptions(gl_iters=0, max_hours=2.1 / 3600))
+    assert out.numel() == 32_000

@@ -24,6 +24,8 @@ FAST = DecodeOptions(gl_iters=0)
 
 
 def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.Header:
+    """A consistent header of ``tiles`` tiles: 44.1 kHz source, lengths that agree."""
+    num_samples = tiles * 66560  # 256 hops of 260 samples per tile
     fields = dict(
         model_name=name,
         model_sha256=SHA,
@@ -37,8 +39,8 @@ def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.He
         f_max=8000.0,
         log_eps=0.001,
         source_sample_rate=44100,
-        source_num_samples=(1 << 40) + 3,  # needs all 8 bytes of the u64
-        num_samples=123_457,
+        source_num_samples=num_samples * 441 // 160,
+        num_samples=num_samples,
         num_tiles=tiles,
         level_spans=16,
     )
@@ -57,8 +59,8 @@ def _chunks() -> list[bitstream.Chunk]:
 
     return [
         bitstream.Chunk(-6.5, 3.25, 0, payload(4096), levels()),
-        bitstream.Chunk(-6.90625, -6.90625, 1, b"", levels()),  # empty payload is legal
-        bitstream.Chunk(0.5, 1.5, 1, payload(777), levels()),
+        bitstream.Chunk(-6.90625, -6.90625, 1, payload(4), levels()),  # one word: the least
+        bitstream.Chunk(0.5, 1.5, 1, payload(776), levels()),
     ]
 
 
@@ -102,7 +104,7 @@ def test_layout_matches_docs_format():
     assert bitstream.header_size(header) == 94 + 3 + 4 * 3
     assert data[:4] == b"MLC\x1a" and data[4] == 2 and data[5] == 0
     assert struct.unpack_from("<I", data, 50)[0] == 3
-    assert struct.unpack_from("<Q", data, 34)[0] == (1 << 40) + 3
+    assert struct.unpack_from("<Q", data, 34)[0] == 3 * 66560 * 441 // 160
     assert data[88] == 16 and data[89] == 3 and data[90:93] == b"abc"
     assert bitstream.chunk_overhead(header) == 13 + 16
     size = bitstream.header_size(header) + sum(29 + len(c.payload) for c in chunks)
@@ -134,8 +136,47 @@ def test_reader_fetches_tile_directly():
 def test_writer_rejects_bad_arguments():
     with pytest.raises(ValueError):
         _write(_header(2), _chunks())  # 3 chunks for 2 tiles
-    with pytest.raises(ValueError):
-        _write(_header(3, name="x" * 256), _chunks())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model_name": "x" * 256}, "model name of 256 bytes"),
+        ({"model_name": ""}, "model name of 0 bytes"),
+        ({"source_num_samples": 5}, "source length"),
+        ({"num_tiles": 4}, "4 tiles for"),
+        ({"source_sample_rate": 4000}, "source sample rate 4000"),
+        ({"f_max": float("nan")}, "f_max is nan"),
+        ({"level_spans": 3}, "3 level spans"),
+        ({"prob_model_id": 1 << 16}, "does not fit a u16"),
+    ],
+)
+def test_writer_refuses_what_the_reader_refuses(changes, message):
+    tiles = changes.get("num_tiles", 3)
+    header = dataclasses.replace(_header(3), **changes)
+    chunks = _chunks() + _chunks()[:1] if tiles == 4 else _chunks()
+    out = io.BytesIO()
+    with pytest.raises(FormatError, match=message):
+        bitstream.write(out, header, chunks)
+    assert out.getvalue() == b""  # refused before a byte was written
+    if "x" * 256 != header.model_name and header.prob_model_id < 1 << 16:  # can be packed
+        with pytest.raises(FormatError, match=message):
+            _reader(bitstream.pack_unchecked(header, chunks))
+
+
+def test_header_table_in_docs_follows_the_field_table():
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "format.md").read_text()
+    assert bitstream.markdown_table() in docs
+    # The struct follows the same table: each field at the offset the table gives.
+    data = _write(_header(3), _chunks())
+    rows = [line.split(" | ") for line in bitstream.markdown_table().splitlines()[2:]]
+    offsets = {row[-1].rstrip(" |"): row[0].lstrip("| ") for row in rows}
+    assert struct.unpack_from("<I", data, int(offsets["number of tiles N"]))[0] == 3
+    assert data[int(offsets["model name length L (bytes, 1 to 255)"])] == len(
+        "tiny-ünïcode".encode()
+    )
 
 
 def test_future_minor_version_is_read():
@@ -193,7 +234,7 @@ def test_single_bit_flips_are_caught(codec, encoded_3_tiles):
 def test_every_flipped_header_byte_is_caught(codec, encoded_3_tiles):
     data = encoded_3_tiles
     size = bitstream.header_size(_reader(data).header)
-    clear = r"CRC|corrupt|truncated|version|not a melcodec|unexpected bytes"
+    clear = r"CRC|corrupt|truncated|version|not a melcodec|unexpected bytes|invalid header"
     for offset in range(size):
         broken = bytearray(data)
         broken[offset] ^= 0xFF
@@ -252,9 +293,9 @@ def test_header_tile_count_must_match_length(codec, encoded_3_tiles):
     reader = _reader(encoded_3_tiles)
     header = reader.header
     chunks = [reader.chunk(i) for i in range(3)]
-    lying = dataclasses.replace(header, num_samples=1)
-    with pytest.raises(FormatError, match="tiles"):
-        codec.decode(_write(lying, chunks), FAST)
+    lying = dataclasses.replace(header, num_samples=1, source_num_samples=1)
+    with pytest.raises(FormatError, match="3 tiles for 1 samples"):
+        codec.decode(bitstream.pack_unchecked(lying, chunks), FAST)
 
 
 def test_header_source_fields_are_checked(codec, encoded_3_tiles):
@@ -271,8 +312,8 @@ def test_header_source_fields_are_checked(codec, encoded_3_tiles):
         {"source_num_samples": header.num_samples * 3},  # 16 kHz source: must be equal
         {"source_sample_rate": 44100, "source_num_samples": 5},
     ):
-        bad = _write(dataclasses.replace(header, **changes), chunks)
-        with pytest.raises(FormatError):
+        bad = bitstream.pack_unchecked(dataclasses.replace(header, **changes), chunks)
+        with pytest.raises(FormatError, match="invalid header: source"):
             codec.decode(bad, source)
 
 
@@ -306,5 +347,6 @@ def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
     value = getattr(header, field)
     changed = dataclasses.replace(header, **{field: type(value)(value * 2)})
     chunks = [reader.chunk(i) for i in range(len(reader))]
-    with pytest.raises(FormatError, match="mel parameters"):
-        codec.decode(_write(changed, chunks))
+    # Refused by the container's own checks (hop, f_max) or by the codec's (n_mels, eps).
+    with pytest.raises(FormatError, match="mel parameters|invalid header"):
+        codec.decode(bitstream.pack_unchecked(changed, chunks))

@@ -19,9 +19,7 @@ import torchaudio.functional as AF
 from .atomic import atomic_write
 from .errors import AudioError
 from .limiter import LimiterReport, limit
-
-MIN_RATE = 8000
-MAX_RATE = 192000
+from .limits import MAX_RATE, MIN_RATE
 
 # Fixed resampler settings: changing them changes every model's input.
 # These are torchaudio's defaults, spelled out so that a torchaudio upgrade cannot move them.
@@ -60,13 +58,6 @@ def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     if orig_rate == new_rate:
         return wave
     return AF.resample(wave, orig_rate, new_rate, **_RESAMPLE_KW)
-
-
-def resampled_length(num_samples: int, orig_rate: int, new_rate: int) -> int:
-    """Sample count after :func:`resample` (torchaudio rounds up)."""
-    if orig_rate == new_rate:
-        return num_samples
-    return -(-num_samples * new_rate // orig_rate)
 
 
 def fit_length(wave: torch.Tensor, length: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import data, files, zoo
+from . import data, files, limits, zoo
 from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
 from .info import describe
@@ -22,6 +22,13 @@ model_option = click.option(
     "--model", "-m", default=None, help="Shipped model name or path to a model file."
 )
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
+max_hours_option = click.option(
+    "--max-hours",
+    default=limits.MAX_SECONDS / 3600,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Longest audio one file may hold; longer files are refused before any work.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,9 +42,10 @@ def cli() -> None:
 @click.argument("target", type=click.Path(path_type=Path))
 @model_option
 @force_option
-def encode(source: Path, target: Path, model: str | None, force: bool) -> None:
+@max_hours_option
+def encode(source: Path, target: Path, model: str | None, force: bool, max_hours: float) -> None:
     """Encode an audio file (or a folder tree of them) to .mlc."""
-    codec = Codec.load(model or zoo.DEFAULT_MODEL)
+    codec = Codec(zoo.load_model(model or zoo.DEFAULT_MODEL), max_hours=max_hours)
     if not source.is_dir():
         with _single_progress("encode") as update:
             files.encode_file(source, target, codec, force, update)
@@ -51,6 +59,7 @@ def encode(source: Path, target: Path, model: str | None, force: bool) -> None:
 @click.argument("target", type=click.Path(path_type=Path))
 @model_option
 @force_option
+@max_hours_option
 @click.option("--float", "float32", is_flag=True, help="Write 32-bit float WAV.")
 @click.option(
     "--sample-rate",
@@ -91,13 +100,15 @@ def decode(
     gl_momentum: float,
     phase_start: str,
     seed: int,
+    max_hours: float,
 ) -> None:
     """Decode an .mlc file (or a folder tree of them) to WAV or FLAC.
 
     16-bit output goes through a limiter that acts only where a sample would
     clip, and says so on stderr; --float writes the audio as synthesised.
     """
-    options = DecodeOptions(gl_iters, gl_momentum, seed, _parse_rate(sample_rate), phase_start)
+    rate = _parse_rate(sample_rate)
+    options = DecodeOptions(gl_iters, gl_momentum, seed, rate, phase_start, max_hours=max_hours)
     codec = Codec.load(model) if model else None
     if not source.is_dir():
         with _single_progress("decode") as update:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio, bitstream, entropy, frontend, tiles
+from . import audio, bitstream, entropy, frontend, limits, tiles
 from .errors import AudioError, FormatError, ModelError, UsageError
 from .mel import DEFAULT_INVERSE, MEL
 from .model import DOWNSAMPLING, FastDecoder
@@ -42,13 +42,17 @@ class DecodeOptions:
     match_level: bool = True
     # The inverse mel filterbank, "METHOD[:STRENGTH]" (mel.inverse_matrix); "pinv" is 0.1's.
     inverse_mel: str = DEFAULT_INVERSE
+    # Longest audio a file may claim; longer files are refused before any work.
+    max_hours: float = limits.MAX_SECONDS / 3600
 
 
 class Codec:
     """A model plus its probability model: ``encode(wave, rate)``, ``decode(data)``.
 
-    ``decoder_precision`` ("auto", "float32", "bfloat16"; default from
-    $MELCODEC_DECODER_PRECISION, else "auto") is the decoder network's
+    ``max_hours`` bounds the audio it encodes into one file (24 h, as a decoder
+    accepts by default: ``DecodeOptions.max_hours``). ``decoder_precision``
+    ("auto", "float32", "bfloat16"; default from $MELCODEC_DECODER_PRECISION,
+    else "auto") is the decoder network's
     arithmetic; see :class:`model.FastDecoder`. Encoding is always float32, so
     the bits a file holds do not depend on the machine's instruction set.
     """
@@ -58,8 +62,11 @@ class Codec:
         model: LoadedModel,
         prob_model_id: int | None = None,
         decoder_precision: str | None = None,
+        max_hours: float = limits.MAX_SECONDS / 3600,
     ):
         self.model = model
+        # Longest audio a file may hold (bitstream.validate).
+        self.max_seconds = max_hours * 3600
         if prob_model_id is None:
             prob_model_id = entropy.best_model_id(model.probability)
         self.prob = entropy.probability_model(prob_model_id, model.probability)
@@ -84,15 +91,18 @@ class Codec:
         data = np.asarray(wave, dtype=np.float32)
         if data.ndim == 1:
             data = data[:, None]
-        if data.ndim != 2 or data.shape[0] == 0:
-            raise ValueError("expected a non-empty waveform [samples] or [samples, channels]")
-        # What the decoder would refuse, refused before anything is written.
-        if not audio.MIN_RATE <= sample_rate <= audio.MAX_RATE:
+        if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
             raise AudioError(
-                f"sample rate {sample_rate} Hz is outside {audio.MIN_RATE}-{audio.MAX_RATE} Hz"
+                f"expected a non-empty waveform [samples] or [samples, channels], not {data.shape}"
+            )
+        # What the decoder would refuse, refused before anything is written.
+        if not limits.MIN_RATE <= sample_rate <= limits.MAX_RATE:
+            raise AudioError(
+                f"sample rate {sample_rate} Hz is outside {limits.MIN_RATE}-{limits.MAX_RATE} Hz"
             )
         if not np.isfinite(data).all():
-            raise AudioError("waveform contains NaN or infinite samples")
+            first = int(np.argmax(~np.isfinite(data).all(axis=1)))
+            raise AudioError(f"waveform contains NaN or infinite samples (first at sample {first})")
         mono = audio.resample(audio.to_mono(data), sample_rate, MEL.sample_rate)
         return self.encode_16k(mono, sample_rate, data.shape[0], progress)
 
@@ -113,7 +123,11 @@ class Codec:
             chunks.append(bitstream.Chunk(lo, hi, coding, payload, levels[i].tobytes()))
         header = self._header(source_rate, source_samples, wave.numel(), len(chunks))
         out = io.BytesIO()
-        bitstream.write(out, header, chunks)
+        try:
+            bitstream.write(out, header, chunks, self.max_seconds)
+        except FormatError as exc:
+            # What a decoder would refuse is refused here, before any file exists.
+            raise AudioError(f"cannot encode: {exc}") from None
         return out.getvalue()
 
     def tile_bits(self, scaled: torch.Tensor, progress: Callable | None = None) -> np.ndarray:
@@ -155,7 +169,7 @@ class Codec:
         ``progress(done, total)`` counts in tiles: the networks, then Griffin-Lim.
         """
         options = options or DecodeOptions()
-        reader = self.open(io.BytesIO(data))
+        reader = self.open(io.BytesIO(data), options.max_hours * 3600)
         h = reader.header
         # Each chunk read (and CRC-checked) once, for its bits and its level envelope.
         chunks = [reader.chunk(i) for i in range(len(reader))]
@@ -181,9 +195,9 @@ class Codec:
         )
         return self._output_rate(wave, h, options.sample_rate)
 
-    def open(self, fh) -> bitstream.Reader:
+    def open(self, fh, max_seconds: float = limits.MAX_SECONDS) -> bitstream.Reader:
         """Parse a container and check that it was made with this model and front end."""
-        reader = bitstream.Reader(fh)
+        reader = bitstream.Reader(fh, max_seconds)
         h = reader.header
         if h.model_name != self.model.name or h.model_sha256 != self.model.sha256:
             raise ModelError(
@@ -192,16 +206,6 @@ class Codec:
             )
         if _mel_fields(h) != _mel_fields(self._header(0, 0, 0, 0)):
             raise FormatError("file uses mel parameters this version cannot decode")
-        if h.level_spans and tiles.TILE_FRAMES % h.level_spans:
-            raise FormatError(f"corrupt header: {h.level_spans} level spans per tile")
-        if len(reader) != frontend.num_tiles(h.num_samples):
-            raise FormatError(f"corrupt header: {len(reader)} tiles for {h.num_samples} samples")
-        if not audio.MIN_RATE <= h.source_sample_rate <= audio.MAX_RATE:
-            raise FormatError(f"corrupt header: source sample rate {h.source_sample_rate} Hz")
-        if audio.resampled_length(h.source_num_samples, h.source_sample_rate, MEL.sample_rate) != (
-            h.num_samples
-        ):
-            raise FormatError("corrupt header: source length and 16 kHz length disagree")
         self._prob_for(h.prob_model_id)
         return reader
 

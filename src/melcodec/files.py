@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audio, bitstream, frontend
+from . import audio, bitstream, frontend, limits
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
@@ -76,8 +76,9 @@ def decode_file(
     check_target(target, force)
     audio.check_output_path(target, float32)
     data = read_mlc(source)
+    options = options or DecodeOptions()
     if model is None:
-        model = resolve_name(read_header(source).model_name)
+        model = resolve_name(read_header(source, options.max_hours * 3600).model_name)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
     wave, rate = codec.decode(data, options, progress)
     report = audio.write_audio(target, wave, rate, float32)
@@ -92,11 +93,13 @@ def read_mlc(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def read_header(path: str | os.PathLike) -> bitstream.Header:
+def read_header(
+    path: str | os.PathLike, max_seconds: float = limits.MAX_SECONDS
+) -> bitstream.Header:
     path = Path(path)
     read_mlc(path)
     with open(path, "rb") as fh:
-        return bitstream.Reader(fh).header
+        return bitstream.Reader(fh, max_seconds).header
 
 
 def plan_tree(source: Path, target: Path, suffix: str, find: Callable[[Path], list[Path]]):

@@ -6,7 +6,6 @@ spectrograms made exactly as ``melcodec encode`` makes them.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio, loudness, mel, tiles
+from . import audio, limits, loudness, mel, tiles
 from .griffinlim import griffin_lim
 from .mel import MEL
 
@@ -38,7 +37,7 @@ def load(path: str | os.PathLike) -> tuple[torch.Tensor, int, int]:
 
 
 def num_tiles(num_samples: int) -> int:
-    return math.ceil(mel.frames_to_cover(num_samples) / tiles.TILE_FRAMES)
+    return limits.num_tiles(num_samples, MEL.n_fft, MEL.hop_length, tiles.TILE_FRAMES)
 
 
 def analyse(wave: torch.Tensor) -> Analysis:

@@ -7,7 +7,6 @@ samples) gives exactly 256 frames, one tile.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -15,6 +14,8 @@ from functools import lru_cache
 import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as T
+
+from . import limits
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,8 @@ def num_frames(num_samples: int, cfg: MelConfig = MEL) -> int:
 
 
 def frames_to_cover(num_samples: int, cfg: MelConfig = MEL) -> int:
-    """Frames needed so that synthesis can rebuild every sample.
-
-    A frame's synthesis reaches half a hop past its window's centre region, so
-    samples up to ``hop/2`` beyond the last window are still reconstructed (from the
-    edge frame). This keeps the paper's 67,328-sample clip at exactly 256 frames.
-    """
-    uncovered = num_samples - cfg.n_fft - cfg.hop_length // 2
-    return 1 if uncovered <= 0 else math.ceil(uncovered / cfg.hop_length) + 1
+    """Frames needed so that synthesis can rebuild every sample (``limits.frames_to_cover``)."""
+    return limits.frames_to_cover(num_samples, cfg.n_fft, cfg.hop_length)
 
 
 def padded_length(frames: int, cfg: MelConfig = MEL) -> int:
