@@ -16,7 +16,7 @@ import time
 import torch
 from common import machine, median, save
 
-from melcodec import metrics
+from melcodec import metrics, trainstep
 from melcodec.model import Autoencoder
 from melcodec.recipes import RECIPES
 
@@ -37,18 +37,12 @@ def time_steps(
     optim = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.rand(batch, 1, crop, crop, device=device).contiguous(memory_format=layout)
     model = torch.compile(net) if compiled else net
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     times = []
     for i in range(steps + 1):  # the first step warms up and is dropped
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with autocast:
-            y = model(x)
-        value = metrics.LOSSES[loss](y.float(), x).mean()
-        optim.zero_grad(set_to_none=True)
-        value.backward()
-        optim.step()
+        trainstep.step(model, optim, metrics.LOSSES[loss], x, trainstep.autocast_for(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:

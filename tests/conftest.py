@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from click.testing import CliRunner, Result
 
 from melcodec import entropy, frontend, zoo
+from melcodec.cli import cli
 from melcodec.codec import Codec
 from melcodec.model import ArchConfig, Autoencoder
 
@@ -35,6 +37,28 @@ def _one_thread():
     torch.set_num_threads(saved)
 
 
+def invoke(*args, env: dict | None = None) -> Result:
+    """melcodec's command line as a user meets it: click's standalone mode, so user
+    errors become one line on stderr and an exit code (``melcodec.cli.Group``)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def run_cli(*args, env: dict | None = None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a command."""
+    result = invoke(*args, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("melcodec: error:"), err
+    for word in words:
+        assert word in lines[0], err
+
+
 def synth(num_samples: int, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A deterministic music-like test signal ``[samples, channels]`` in [-1, 1]."""
     rng = np.random.default_rng(seed)
@@ -47,6 +71,22 @@ def synth(num_samples: int, rate: int, channels: int = 1, seed: int = 0) -> np.n
         env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t + c)
         out[:, c] = env * tone + 0.02 * rng.standard_normal(num_samples)
     return np.clip(out, -1, 1)
+
+
+def write_synth(
+    path: Path,
+    seconds: float,
+    rate: int = 16000,
+    channels: int = 1,
+    seed: int = 0,
+    subtype: str | None = None,
+    samples: int | None = None,
+) -> Path:
+    """:func:`synth` written to ``path`` (format from the extension; folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = samples if samples is not None else int(round(seconds * rate))
+    sf.write(str(path), synth(n, rate, channels, seed), rate, subtype=subtype)
+    return path
 
 
 def _tiny_net(seed: int) -> Autoencoder:
@@ -151,10 +191,17 @@ def make_audio(tmp_path):
         subtype: str | None = None,
         root: Path | None = None,
     ) -> Path:
-        path = (root or tmp_path) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        n = samples if samples is not None else int(round(seconds * rate))
-        sf.write(str(path), synth(n, rate, channels, seed), rate, subtype=subtype)
-        return path
+        return write_synth(
+            (root or tmp_path) / name, seconds, rate, channels, seed, subtype, samples
+        )
 
     return make
+
+
+@pytest.fixture
+def two_clips(make_audio, tmp_path) -> Path:
+    """A folder with a 4.3-s 44.1-kHz stereo WAV and a 2-s 22.05-kHz mono FLAC."""
+    folder = tmp_path / "clips"
+    make_audio("a.wav", seconds=4.3, rate=44100, channels=2, root=folder, seed=1)
+    make_audio("b.flac", seconds=2.0, rate=22050, root=folder, seed=2)
+    return folder

@@ -6,18 +6,9 @@ import csv
 import json
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from melcodec import Codec, DecodeOptions, benchmark
-from melcodec.cli import cli
-
-
-@pytest.fixture
-def two_clips(make_audio, tmp_path):
-    folder = tmp_path / "clips"
-    make_audio("a.wav", seconds=4.3, rate=44100, channels=2, root=folder, seed=1)
-    make_audio("b.flac", seconds=2.0, rate=22050, root=folder, seed=2)
-    return folder
 
 
 def test_identity_scores_zero_zero_one(two_clips):
@@ -54,7 +45,7 @@ def test_codec_rows_are_in_range_and_bitrate_is_real(two_clips, tiny_loaded):
 def test_cli_eval_writes_json_and_csv(two_clips, tiny_model_path, tmp_path):
     out_json, out_csv = tmp_path / "e.json", tmp_path / "e.csv"
     args = ["eval", str(two_clips), "--models", str(tiny_model_path), "--gl-iters", "1"]
-    result = CliRunner().invoke(cli, [*args, "--json", str(out_json), "--csv", str(out_csv)])
+    result = invoke(*args, "--json", str(out_json), "--csv", str(out_csv))
     assert result.exit_code == 0, result.output
     assert "| tiny-test |" in result.output
     blob = json.loads(out_json.read_text())
@@ -65,5 +56,5 @@ def test_cli_eval_writes_json_and_csv(two_clips, tiny_model_path, tmp_path):
 
 
 def test_eval_of_an_empty_folder_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(cli, ["eval", str(tmp_path)])
+    result = invoke("eval", str(tmp_path))
     assert result.exit_code != 0

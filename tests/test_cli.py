@@ -1,8 +1,7 @@
 """The command line: encode, decode, info, folder trees, and one-line errors.
 
-Successful commands go through click's CliRunner on ``melcodec.cli.cli``; the
-error path goes through ``melcodec.cli.main`` (which turns user errors into one
-line on stderr) and once through a real ``python -m melcodec`` subprocess.
+Commands run through conftest's ``invoke`` (click's standalone mode, as the
+console script), and once through a real ``python -m melcodec`` subprocess.
 """
 
 from __future__ import annotations
@@ -17,11 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-from conftest import EXAMPLE_FLAC, OTHER_NAME, TINY_NAME
+from conftest import (
+    EXAMPLE_FLAC,
+    OTHER_NAME,
+    TINY_NAME,
+    assert_one_line_error,
+    invoke,
+    run_cli,
+)
 
 from melcodec import bitstream
-from melcodec.cli import cli, main
 from melcodec.files import encode_file
 
 GL = ["--gl-iters", "1"]
@@ -32,36 +36,10 @@ def _no_user_models(monkeypatch):
     monkeypatch.delenv("MELCODEC_MODELS", raising=False)
 
 
-def run(*args: str | os.PathLike):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def ok(*args):
-    result = run(*args)
+    result = invoke(*args)
     assert result.exit_code == 0, (result.output, result.stderr, result.exception)
     return result
-
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    """``melcodec.cli.main`` as the console script runs it -> (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code != 0
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("melcodec: error:"), err
-    for word in words:
-        assert word in lines[0], err
 
 
 def no_leftovers(folder: Path) -> None:
@@ -105,14 +83,12 @@ def test_decode_finds_model_named_in_file(tmp_path, make_audio, tiny_model_path,
     out = tmp_path / "a.wav.out.wav"
 
     # Without MELCODEC_MODELS the model named in the file is not found: refused by name.
-    result = run("decode", mlc, out, *GL)
+    result = invoke("decode", mlc, out, *GL)
     assert result.exit_code != 0
-    assert TINY_NAME in str(result.exception)
+    assert TINY_NAME in result.stderr
     assert not out.exists()
 
-    result = CliRunner(env={"MELCODEC_MODELS": str(models_dir)}).invoke(
-        cli, ["decode", str(mlc), str(out), *GL]
-    )
+    result = invoke("decode", str(mlc), str(out), *GL, env={"MELCODEC_MODELS": str(models_dir)})
     assert result.exit_code == 0, (result.output, result.stderr, result.exception)
     assert sf.info(str(out)).frames == 16000
 
@@ -121,9 +97,9 @@ def test_decode_with_wrong_model_refused(tmp_path, make_audio, tiny_model_path, 
     mlc = tmp_path / "a.mlc"
     ok("encode", make_audio("a.wav"), mlc, "--model", tiny_model_path)
     out = tmp_path / "b.wav"
-    result = run("decode", mlc, out, "--model", other_model_path, *GL)
+    result = invoke("decode", mlc, out, "--model", other_model_path, *GL)
     assert result.exit_code != 0
-    assert TINY_NAME in str(result.exception) and OTHER_NAME in str(result.exception)
+    assert TINY_NAME in result.stderr and OTHER_NAME in result.stderr
     assert not out.exists()
     no_leftovers(tmp_path)
 
@@ -132,9 +108,9 @@ def test_force(tmp_path, make_audio, tiny_model_path):
     src = make_audio("a.wav", seconds=0.5)
     mlc = tmp_path / "a.mlc"
     mlc.write_bytes(b"keep me")
-    result = run("encode", src, mlc, "--model", tiny_model_path)
+    result = invoke("encode", src, mlc, "--model", tiny_model_path)
     assert result.exit_code != 0
-    assert "exists" in str(result.exception) and "--force" in str(result.exception)
+    assert "exists" in result.stderr and "--force" in result.stderr
     assert mlc.read_bytes() == b"keep me"
 
     ok("encode", src, mlc, "--model", tiny_model_path, "--force")
@@ -142,8 +118,8 @@ def test_force(tmp_path, make_audio, tiny_model_path):
 
     out = tmp_path / "a-out.wav"
     out.write_bytes(b"keep me too")
-    result = run("decode", mlc, out, "--model", tiny_model_path, *GL)
-    assert result.exit_code != 0 and "exists" in str(result.exception)
+    result = invoke("decode", mlc, out, "--model", tiny_model_path, *GL)
+    assert result.exit_code != 0 and "exists" in result.stderr
     assert out.read_bytes() == b"keep me too"
     ok("decode", mlc, out, "--model", tiny_model_path, "--force", *GL)
     assert sf.info(str(out)).frames == 8000
@@ -194,44 +170,44 @@ def test_sample_rate_source_float_and_flac(tmp_path, tiny_model_path):
 # ---------------------------------------------------------------------------
 
 
-def test_encode_missing_file(tmp_path, capsys, tiny_model_path):
+def test_encode_missing_file(tmp_path, tiny_model_path):
     target = tmp_path / "out.mlc"
-    code, _, err = run_main(capsys, "encode", tmp_path / "nope.wav", target, "-m", tiny_model_path)
+    code, _, err = run_cli("encode", tmp_path / "nope.wav", target, "-m", tiny_model_path)
     assert_one_line_error(code, err, "nope.wav")
     assert not target.exists()
     no_leftovers(tmp_path)
 
 
-def test_encode_text_file(tmp_path, capsys, tiny_model_path):
+def test_encode_text_file(tmp_path, tiny_model_path):
     text = tmp_path / "readme.txt"
     text.write_text("This is not audio.\n" * 20)
     target = tmp_path / "readme.mlc"
-    code, _, err = run_main(capsys, "encode", text, target, "-m", tiny_model_path)
+    code, _, err = run_cli("encode", text, target, "-m", tiny_model_path)
     assert_one_line_error(code, err, "readme.txt")
     assert not target.exists()
     no_leftovers(tmp_path)
 
 
-def test_encode_unreadable_wav(tmp_path, capsys, tiny_model_path):
+def test_encode_unreadable_wav(tmp_path, tiny_model_path):
     bad = tmp_path / "noise.wav"
     bad.write_bytes(os.urandom(5000))
     target = tmp_path / "noise.mlc"
-    code, _, err = run_main(capsys, "encode", bad, target, "-m", tiny_model_path)
+    code, _, err = run_cli("encode", bad, target, "-m", tiny_model_path)
     assert_one_line_error(code, err, "noise.wav")
     assert not target.exists()
     no_leftovers(tmp_path)
 
 
-def test_encode_output_folder_missing(tmp_path, capsys, make_audio, tiny_model_path):
+def test_encode_output_folder_missing(tmp_path, make_audio, tiny_model_path):
     src = make_audio("a.wav", seconds=0.3)
     target = tmp_path / "missing" / "a.mlc"
-    code, _, err = run_main(capsys, "encode", src, target, "-m", tiny_model_path)
+    code, _, err = run_cli("encode", src, target, "-m", tiny_model_path)
     assert_one_line_error(code, err, "missing")
     assert not target.parent.exists()
     no_leftovers(tmp_path)
 
 
-def test_decode_errors(tmp_path, capsys, make_audio, tiny_model_path):
+def test_decode_errors(tmp_path, make_audio, tiny_model_path):
     mlc = tmp_path / "a.mlc"
     ok("encode", make_audio("a.wav", seconds=0.3), mlc, "-m", tiny_model_path)
     not_mlc = tmp_path / "text.mlc"
@@ -246,27 +222,27 @@ def test_decode_errors(tmp_path, capsys, make_audio, tiny_model_path):
         (mlc, tmp_path / "o5.mp3", ".wav or .flac"),
     ]
     for source, target, word in cases:
-        code, _, err = run_main(capsys, "decode", source, target, "-m", tiny_model_path, *GL)
+        code, _, err = run_cli("decode", source, target, "-m", tiny_model_path, *GL)
         assert_one_line_error(code, err, word)
         assert not target.exists()
     no_leftovers(tmp_path)
 
 
-def test_info_errors(tmp_path, capsys):
-    code, out, err = run_main(capsys, "info", tmp_path / "nope.mlc")
+def test_info_errors(tmp_path):
+    code, out, err = run_cli("info", tmp_path / "nope.mlc")
     assert_one_line_error(code, err, "nope.mlc")
     assert out == ""
     junk = tmp_path / "junk.mlc"
     junk.write_bytes(os.urandom(300))
-    code, out, err = run_main(capsys, "info", junk)
+    code, out, err = run_cli("info", junk)
     assert_one_line_error(code, err, "not a melcodec")
 
 
-def test_bad_sample_rate_option(tmp_path, capsys, make_audio, tiny_model_path):
+def test_bad_sample_rate_option(tmp_path, make_audio, tiny_model_path):
     mlc = tmp_path / "a.mlc"
     ok("encode", make_audio("a.wav", seconds=0.3), mlc, "-m", tiny_model_path)
     for rate in ("fast", "100"):
-        code, _, err = run_main(capsys, "decode", mlc, tmp_path / "o.wav", "--sample-rate", rate)
+        code, _, err = run_cli("decode", mlc, tmp_path / "o.wav", "--sample-rate", rate)
         assert_one_line_error(code, err, "--sample-rate")
     assert not (tmp_path / "o.wav").exists()
 
@@ -282,7 +258,7 @@ def test_bad_sample_rate_option(tmp_path, capsys, make_audio, tiny_model_path):
         ("empty-folder", "no input files"),
     ],
 )
-def test_more_bad_inputs(tmp_path, capsys, make_audio, tiny_model_path, kind, word):
+def test_more_bad_inputs(tmp_path, make_audio, tiny_model_path, kind, word):
     model = tiny_model_path
     if kind == "rate-4000":
         src = make_audio("in.wav", seconds=0.5, rate=4000)
@@ -303,13 +279,13 @@ def test_more_bad_inputs(tmp_path, capsys, make_audio, tiny_model_path, kind, wo
         if kind == "model-not-a-model":
             model.write_text("not a model")
     target = tmp_path / "out.mlc"
-    code, _, err = run_main(capsys, "encode", src, target, "--model", model)
+    code, _, err = run_cli("encode", src, target, "--model", model)
     assert_one_line_error(code, err, word)
     assert not target.exists()
     no_leftovers(tmp_path)
 
 
-def test_info_on_degenerate_header(tmp_path, capsys):
+def test_info_on_degenerate_header(tmp_path):
     # A well-formed container (valid CRCs) whose header says 0 tiles / 0 samples, or a
     # mel rate of 0 Hz: ``info`` refuses it in one line, not crash.
     base = bitstream.Header(
@@ -321,7 +297,7 @@ def test_info_on_degenerate_header(tmp_path, capsys):
         path = tmp_path / f"degenerate{n}.mlc"
         with open(path, "wb") as fh:
             bitstream.write(fh, header, chunks)
-        code, out, err = run_main(capsys, "info", path)
+        code, out, err = run_cli("info", path)
         assert_one_line_error(code, err, "corrupt header")
 
 
@@ -330,7 +306,7 @@ def test_tree_with_one_bad_file_keeps_going(tmp_path, make_audio, tiny_model_pat
     make_audio("in/a.wav", seconds=0.3)
     make_audio("in/sub/b.wav", seconds=0.3)
     (src / "sub" / "c.wav").write_bytes(b"RIFF but not really a wav file")
-    result = run("encode", src, tmp_path / "out", "--model", tiny_model_path)
+    result = invoke("encode", src, tmp_path / "out", "--model", tiny_model_path)
     assert result.exit_code == 1
     assert "c.wav" in result.stderr and "2 of 3" in result.stderr
     assert (tmp_path / "out" / "a.mlc").is_file()
@@ -339,9 +315,9 @@ def test_tree_with_one_bad_file_keeps_going(tmp_path, make_audio, tiny_model_pat
     no_leftovers(tmp_path / "out" / "sub")
 
 
-def test_main_success_exits_zero(tmp_path, capsys, make_audio, tiny_model_path):
+def test_main_success_exits_zero(tmp_path, make_audio, tiny_model_path):
     mlc = tmp_path / "a.mlc"
-    code, out, err = run_main(capsys, "encode", make_audio("a.wav"), mlc, "-m", tiny_model_path)
+    code, out, err = run_cli("encode", make_audio("a.wav"), mlc, "-m", tiny_model_path)
     assert code == 0 and err == "" and mlc.is_file()
 
 
@@ -357,7 +333,7 @@ def test_subprocess_round_trip(tmp_path, make_audio, tiny_model_path):
     env["OMP_NUM_THREADS"] = "1"
 
     def melcodec(*args):
-        return subprocess.run(
+        return subprocess.invoke(
             [sys.executable, "-m", "melcodec", *map(str, args)],
             capture_output=True,
             text=True,

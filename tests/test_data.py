@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import write_synth
 
 from melcodec import data, frontend
 from melcodec.errors import UsageError
@@ -131,10 +132,7 @@ RATE = 44100
 
 
 def write_tones(path, seconds: float = 10.0) -> None:
-    t = np.arange(int(seconds * RATE)) / RATE
-    left = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 1320 * t)
-    right = 0.3 * np.sin(2 * np.pi * 660 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
-    sf.write(str(path), np.stack([left, right], axis=1).astype(np.float32), RATE)
+    write_synth(path, seconds, RATE, 2)
 
 
 @pytest.fixture

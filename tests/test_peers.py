@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import synth
 
 from melcodec import benchmark, peers
 
@@ -17,10 +18,7 @@ needs_tools = pytest.mark.skipif(
 
 
 def _music_like(n: int = 16000, seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / 16000
-    tones = sum(np.sin(2 * np.pi * f * t) for f in (220, 330, 440, 1250, 3100))
-    return torch.from_numpy((0.1 * tones + 0.01 * rng.standard_normal(n)).astype(np.float32))
+    return torch.from_numpy(synth(n, 16000, seed=seed)[:, 0])
 
 
 @pytest.mark.parametrize("lag", [0, 37, 1152, -25])

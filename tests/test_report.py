@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from melcodec import Codec, DecodeOptions, benchmark, peers, report
-from melcodec.cli import cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_ARGS = [
@@ -23,27 +22,19 @@ BROWSER_ARGS = [
 ]
 
 
-@pytest.fixture
-def clips(make_audio, tmp_path):
-    folder = tmp_path / "clips"
-    make_audio("first.wav", seconds=2.5, rate=44100, channels=2, root=folder, seed=1)
-    make_audio("second.flac", seconds=1.2, rate=16000, root=folder, seed=2)
-    return folder
-
-
-def test_plot_writes_a_png_of_the_right_size(clips, tiny_model_path, tmp_path):
+def test_plot_writes_a_png_of_the_right_size(two_clips, tiny_model_path, tmp_path):
     from PIL import Image
 
     target = tmp_path / "fig.png"
-    args = ["plot", str(clips), str(target), "--models", f"{tiny_model_path},{tiny_model_path}"]
-    result = CliRunner().invoke(cli, args)
+    args = ["plot", str(two_clips), str(target), "--models", f"{tiny_model_path},{tiny_model_path}"]
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     with Image.open(target) as image:
         # 2 clips x (input + the same model twice, under two labels), 320 x 280 px each.
         assert image.size == (3 * 320, 2 * 280)
 
 
-def test_report_page_loads_in_chromium(clips, tiny_loaded, tmp_path):
+def test_report_page_loads_in_chromium(two_clips, tiny_loaded, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
@@ -52,7 +43,7 @@ def test_report_page_loads_in_chromium(clips, tiny_loaded, tmp_path):
         benchmark.IdentitySystem(),
         peers.GriffinLimCeiling(gl_iters=2),
     ]
-    page_path = report.build(systems, sorted(clips.iterdir()), tmp_path / "report")
+    page_path = report.build(systems, sorted(two_clips.iterdir()), tmp_path / "report")
     problems: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)

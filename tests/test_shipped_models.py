@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 from melcodec import bitstream, frontend, listening, zoo
-from melcodec.cli import cli
 from melcodec.codec import Codec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -62,7 +61,7 @@ def test_shipped_model_has_its_card_in_models_readme(name):
 def test_encode_without_model_uses_the_default(tmp_path, example):
     data, rate = example
     sf.write(tmp_path / "x.wav", data, rate)
-    result = CliRunner().invoke(cli, ["encode", str(tmp_path / "x.wav"), str(tmp_path / "x.mlc")])
+    result = invoke("encode", str(tmp_path / "x.wav"), str(tmp_path / "x.mlc"))
     assert result.exit_code == 0, result.output
     header = bitstream.Reader(io.BytesIO((tmp_path / "x.mlc").read_bytes())).header
     default = zoo.load_model(zoo.DEFAULT_MODEL)
@@ -83,7 +82,7 @@ def test_weights_are_float32_in_the_network():
 
 
 def test_models_lists_each_shipped_model_and_marks_the_default():
-    result = CliRunner().invoke(cli, ["models"])
+    result = invoke("models")
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     for name in SHIPPED:

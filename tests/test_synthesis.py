@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from click.testing import CliRunner
-from conftest import synth
+from conftest import invoke, synth
 
 from melcodec import audio, bitstream, griffinlim, limiter, listening, loudness, mel
-from melcodec.cli import cli
 from melcodec.codec import LEVEL_SPANS, Codec, DecodeOptions
 from melcodec.mel import MEL
 
-V1_FILE = Path(__file__).resolve().parent / "data" / "v1-default-1tile.mlc"
+V1_FILE = Path(__file__).resolve().parent / "golden" / "v1-default-static.mlc"
 # The codec's level span, and a shorter one for the envelope's own tests.
 CODEC_SPAN = loudness.SEGMENT_FRAMES * MEL.hop_length
 SPAN = 16 * MEL.hop_length
@@ -293,19 +291,16 @@ def test_decode_says_when_the_limiter_acted(tmp_path, tiny_model_path):
     # above full scale, so the limiter must act and say so.
     loud = np.clip(3 * synth(16000 * 3, 16000, seed=9), -1, 1)
     sf.write(tmp_path / "loud.wav", loud, 16000)
-    runner = CliRunner()
     model = ["--model", str(tiny_model_path)]
     mlc, out = tmp_path / "loud.mlc", tmp_path / "out.wav"
-    assert (
-        runner.invoke(cli, ["encode", str(tmp_path / "loud.wav"), str(mlc), *model]).exit_code == 0
-    )
-    result = runner.invoke(cli, ["decode", str(mlc), str(out), *model])
+    assert invoke("encode", str(tmp_path / "loud.wav"), str(mlc), *model).exit_code == 0
+    result = invoke("decode", str(mlc), str(out), *model)
     assert result.exit_code == 0, result.output
     assert "limiter: decoded peak" in result.output and "% of samples" in result.output
     data, _ = sf.read(out, dtype="float32")
     assert listening.clipped_share(torch.from_numpy(data)) == 0
     # Float output is written as synthesised, and nothing is said.
-    result = runner.invoke(cli, ["decode", str(mlc), str(tmp_path / "f.wav"), "--float", *model])
+    result = invoke("decode", str(mlc), str(tmp_path / "f.wav"), "--float", *model)
     assert result.exit_code == 0 and "limiter" not in result.output
     assert np.abs(sf.read(tmp_path / "f.wav", dtype="float32")[0]).max() > 1
 
@@ -325,31 +320,30 @@ def test_version_1_file_decodes_without_envelope(tmp_path):
     assert rate == 16000 and wave.numel() == header.num_samples
     assert torch.isfinite(wave).all() and listening.peak(wave) > 0.01
     out = tmp_path / "old.wav"
-    result = CliRunner().invoke(cli, ["decode", str(V1_FILE), str(out)])
+    result = invoke("decode", str(V1_FILE), str(out))
     assert result.exit_code == 0, result.output
     written, _ = sf.read(out, dtype="float32")
     assert listening.clipped_share(torch.from_numpy(written)) == 0
-    info = CliRunner().invoke(cli, ["info", str(V1_FILE), "--json"])
+    info = invoke("info", str(V1_FILE), "--json")
     assert '"format_version": "1.0"' in info.output and '"level_envelope": "none"' in info.output
 
 
 def test_info_reports_the_decoded_peak(tmp_path, tiny_model_path):
     x = 0.4 * synth(16000 * 2, 16000, seed=1)
     sf.write(tmp_path / "x.wav", x, 16000)
-    runner = CliRunner()
     model = ["--model", str(tiny_model_path)]
     mlc = tmp_path / "x.mlc"
-    assert runner.invoke(cli, ["encode", str(tmp_path / "x.wav"), str(mlc), *model]).exit_code == 0
-    result = runner.invoke(cli, ["info", str(mlc), "--json", *model])
+    assert invoke("encode", str(tmp_path / "x.wav"), str(mlc), *model).exit_code == 0
+    result = invoke("info", str(mlc), "--json", *model)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     expected, _ = Codec.load(str(tiny_model_path)).decode(mlc.read_bytes())
     assert summary["decoded_peak"] == pytest.approx(listening.peak(expected), abs=1e-4)
     assert summary["format_version"] == "2.0" and summary["level_envelope"] == "4 values per tile"
-    quick = runner.invoke(cli, ["info", str(mlc), "--json", "--no-decode"])
+    quick = invoke("info", str(mlc), "--json", "--no-decode")
     assert "decoded_peak" not in quick.output
     # Without --model the file's model is looked up by name, and may not be installed.
-    result = runner.invoke(cli, ["info", str(mlc), "--json"])
+    result = invoke("info", str(mlc), "--json")
     assert result.exit_code == 0 and "not decoded" in result.output
 
 

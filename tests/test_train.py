@@ -17,15 +17,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from click.testing import CliRunner
+from conftest import invoke, run_cli, write_synth
 
 import melcodec
-from melcodec import data, evaluate, metrics, train, zoo
-from melcodec.cli import cli, main
+from melcodec import data, evaluate, metrics, train, trainstep, zoo
 from melcodec.errors import UsageError
 from melcodec.model import ArchConfig, Autoencoder
 from melcodec.recipes import RECIPES, Recipe
@@ -63,13 +60,8 @@ def read_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def write_tone(path: Path, seconds: float, rate: int = 44100, channels: int = 2) -> Path:
-    """A few tones with a slow envelope, so the clips are loud and differ."""
-    t = np.arange(int(seconds * rate)) / rate
-    tone = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in (1, 2, 3, 5))
-    wave = (0.6 + 0.4 * np.sin(2 * np.pi * 0.3 * t)) * tone
-    sf.write(str(path), np.repeat(wave[:, None], channels, axis=1).astype(np.float32), rate)
-    return path
+def write_tone(path: Path, seconds: float) -> Path:
+    return write_synth(path, seconds, 44100, 2)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +121,7 @@ def test_cli_train_writes_a_model(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--loss", "mse", "--data", "noise", "--steps", "2", "--batch-size", "2"]
     args += ["--crop", "64", "--device", "cpu", "--out", str(out)]
-    result = CliRunner().invoke(cli, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     model = melcodec.load_model(out / "model.pt")
     assert model.net.cfg == RECIPES["cpu"].arch
@@ -153,14 +145,14 @@ def test_cli_noise_option_reaches_the_data_and_the_card(tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ["train", "--loss", "mse", "--data", "noise", "--noise", "uniform", "--steps", "1"]
     args += ["--batch-size", "2", "--crop", "64", "--device", "cpu", "--out", str(out)]
-    result = CliRunner().invoke(cli, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert drawn and set(drawn) == {"uniform"}
     assert melcodec.load_model(out / "model.pt").card["noise"] == "uniform"
-    listing = CliRunner().invoke(cli, ["models"], env={"MELCODEC_MODELS": str(out)})
+    listing = invoke("models", env={"MELCODEC_MODELS": str(out)})
     assert "data=noise(uniform)" in listing.output
     assert args[5:7] == ["--noise", "uniform"]
-    bad = CliRunner().invoke(cli, [*args[:6], "pink", *args[7:]])
+    bad = invoke(*args[:6], "pink", *args[7:])
     assert bad.exit_code != 0 and "Invalid value for '--noise'" in bad.output
 
 
@@ -180,11 +172,7 @@ def test_loss_falls_on_a_fixed_batch(loss, ratio):
     fn = metrics.LOSSES[loss]
     values = []
     for _ in range(30):
-        value = fn(net(x), x).mean()
-        optim.zero_grad()
-        value.backward()
-        optim.step()
-        values.append(value.item())
+        values.append(trainstep.step(net, optim, fn, x).item())
     assert all(math.isfinite(v) for v in values)
     assert values[-1] < ratio * values[0], values
 
@@ -320,8 +308,7 @@ def emulate_ranks(recipe: Recipe, loss: str, seed: int, world: int) -> list[floa
     local = recipe.batch_size // world
     losses = []
     for step in range(recipe.steps):
-        for group in optim.param_groups:
-            group["lr"] = recipe.lr * train._lr_factor(recipe, step)
+        trainstep.set_lr(optim, recipe, step)
         per_rank = []
         for rank in range(world):
             x = source.batch(step, rank * local, local, recipe.crop)
@@ -421,7 +408,7 @@ def _bad_data_folder(tmp_path: Path, kind: str) -> str:
 
 
 BAD_OPTIONS = {
-    "unknown-loss": (["--loss", "l1", "--data", "noise"], "unknown loss"),
+    "unknown-loss": (["--loss", "l1", "--data", "noise"], "'l1' is not one of 'mse', 'nlpd'"),
     "crop-not-multiple-of-16": (["--loss", "mse", "--data", "noise", "--crop", "100"], "crop"),
     "batch-zero": (["--loss", "mse", "--data", "noise", "--batch-size", "0"], "batch size"),
     "steps-zero": (["--loss", "mse", "--data", "noise", "--steps", "0"], "steps"),
@@ -434,12 +421,6 @@ BAD_DATA = {
 }
 
 
-def run_main(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    return exc.value.code, capsys.readouterr().err
-
-
 def test_unknown_noise_kind_in_a_recipe_is_a_usage_error(tmp_path):
     out = tmp_path / "run"
     # Through train(), which must refuse before it creates anything.
@@ -449,11 +430,11 @@ def test_unknown_noise_kind_in_a_recipe_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
-def test_bad_options_fail_before_any_work(tmp_path, capsys, monkeypatch, case):
+def test_bad_options_fail_before_any_work(tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     args, words = BAD_OPTIONS[case]
     out = tmp_path / "out"
-    code, err = run_main(["train", *args, "--device", "cpu", "--out", str(out)], capsys)
+    code, _, err = run_cli("train", *args, "--device", "cpu", "--out", str(out))
     assert code == 1
     assert err.startswith("melcodec: error:") and words in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -461,10 +442,10 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, monkeypatch, case):
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_DATA))
-def test_bad_data_folder_fails_with_one_error(tmp_path, capsys, kind):
+def test_bad_data_folder_fails_with_one_error(tmp_path, kind):
     folder = _bad_data_folder(tmp_path, kind)
     out = tmp_path / "out"
-    code, err = run_main(["train", "--loss", "mse", "--data", folder, "--out", str(out)], capsys)
+    code, _, err = run_cli("train", "--loss", "mse", "--data", folder, "--out", str(out))
     assert code == 1 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("melcodec: error:") and BAD_DATA[kind] in last
@@ -472,10 +453,10 @@ def test_bad_data_folder_fails_with_one_error(tmp_path, capsys, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_DATA))
-def test_bad_data_folder_fails_before_any_work(tmp_path, capsys, kind):
+def test_bad_data_folder_fails_before_any_work(tmp_path, kind):
     folder = _bad_data_folder(tmp_path, kind)
     out = tmp_path / "out"
-    code, err = run_main(["train", "--loss", "mse", "--data", folder, "--out", str(out)], capsys)
+    code, _, err = run_cli("train", "--loss", "mse", "--data", folder, "--out", str(out))
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()

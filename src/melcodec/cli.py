@@ -31,18 +31,60 @@ max_hours_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandError(click.ClickException):
+    """A user error as one line, ``melcodec: error: ...`` (exit 1, 130 when interrupted)."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"melcodec: {self.format_message()}", err=True)
+
+
+class Group(click.Group):
+    """Turns bad options, melcodec's own errors, OS errors and Ctrl-C into one-line errors.
+
+    Anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # A bad option or argument: one line too, with where to look.
+            where = exc.ctx.command_path if exc.ctx else "melcodec"
+            raise CommandError(f"error: {exc.format_message()} (see {where} --help)") from None
+        except MelcodecError as exc:
+            raise CommandError(f"error: {exc}") from None
+        except OSError as exc:
+            text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            raise CommandError(f"error: {text}") from None
+        except KeyboardInterrupt:
+            error = CommandError("interrupted")
+            error.exit_code = 130
+            raise error from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="melcodec")
 def cli() -> None:
     """A lossy audio codec from perceptually trained mel-spectrogram autoencoders."""
 
 
+def codec_io(command):
+    """SOURCE TARGET --model --force --max-hours: what encode and decode share."""
+    for option in reversed(
+        (
+            click.argument("source", type=click.Path(path_type=Path)),
+            click.argument("target", type=click.Path(path_type=Path)),
+            model_option,
+            force_option,
+            max_hours_option,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path))
-@click.argument("target", type=click.Path(path_type=Path))
-@model_option
-@force_option
-@max_hours_option
+@codec_io
 def encode(source: Path, target: Path, model: str | None, force: bool, max_hours: float) -> None:
     """Encode an audio file (or a folder tree of them) to .mlc."""
     codec = Codec(zoo.load_model(model or zoo.DEFAULT_MODEL), max_hours=max_hours)
@@ -55,11 +97,7 @@ def encode(source: Path, target: Path, model: str | None, force: bool, max_hours
 
 
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path))
-@click.argument("target", type=click.Path(path_type=Path))
-@model_option
-@force_option
-@max_hours_option
+@codec_io
 @click.option("--float", "float32", is_flag=True, help="Write 32-bit float WAV.")
 @click.option(
     "--sample-rate",
@@ -319,7 +357,7 @@ def _model_line(name: str, m: zoo.LoadedModel) -> str:
 
 
 @cli.command()
-@click.option("--loss", required=True, help="mse, nlpd or msssim.")
+@click.option("--loss", required=True, type=click.Choice(["mse", "nlpd", "msssim"]))
 @click.option(
     "--data", "data_", required=True, help="'noise' (its kind: --noise) or a folder of audio files."
 )
@@ -391,23 +429,5 @@ def fit_table(model: Path, data_: str, clips: int, out: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 1."""
-    try:
-        cli.main(args=argv, prog_name="melcodec", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("melcodec: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except MelcodecError as exc:
-        click.echo(f"melcodec: error: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(
-            f"melcodec: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True
-        )
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("melcodec: interrupted", err=True)
-        sys.exit(130)
+    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    cli.main(args=argv, prog_name="melcodec")

@@ -145,14 +145,8 @@ class Codec:
             model_name=self.model.name,
             model_sha256=self.model.sha256,
             prob_model_id=self.prob.id,
-            sample_rate=MEL.sample_rate,
-            n_fft=MEL.n_fft,
-            hop_length=MEL.hop_length,
-            n_mels=MEL.n_mels,
             tile_frames=tiles.TILE_FRAMES,
-            f_min=MEL.f_min,
-            f_max=MEL.f_max,
-            log_eps=MEL.log_eps,
+            **{name: getattr(MEL, name) for name in _MEL_FIELDS},
             source_sample_rate=source_rate,
             source_num_samples=source_samples,
             num_samples=samples,
@@ -263,7 +257,11 @@ class Codec:
         return out, target
 
 
+# The front-end parameters a header records, besides the frames per tile.
+_MEL_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "log_eps")
+
+
 def _mel_fields(h: bitstream.Header) -> tuple:
-    """The front-end parameters a header records, floats as the f32 they are stored as."""
-    floats = tuple(float(np.float32(v)) for v in (h.f_min, h.f_max, h.log_eps))
-    return (h.sample_rate, h.n_fft, h.hop_length, h.n_mels, h.tile_frames, *floats)
+    """The front-end parameters of a header, floats as the f32 they are stored as."""
+    values = [getattr(h, name) for name in _MEL_FIELDS]
+    return (h.tile_frames, *(float(np.float32(v)) if isinstance(v, float) else v for v in values))

@@ -7,7 +7,6 @@ rank draws its own share of the global batch, and rank 0 alone writes files.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -18,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import data, evaluate, metrics, zoo
+from . import data, evaluate, metrics, trainstep, zoo
 from .atomic import atomic_write
 from .errors import UsageError
 from .model import DOWNSAMPLING, Autoencoder
@@ -94,12 +93,6 @@ def _device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def _lr_factor(recipe: Recipe, step: int) -> float:
-    if recipe.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
-    return 1.0
-
-
 def _load_data(
     opts: RunOptions, device: torch.device, rank: int, log
 ) -> tuple[object, torch.Tensor]:
@@ -120,13 +113,11 @@ def _load_data(
         if rank == 0 and dist.is_initialized():
             dist.barrier()
         log(f"data: {json.dumps(stats)}")
-        # Every 20th clip is held out for validation and never trained on; a
-        # single clip is both (validation then only shows the training fit).
-        held = torch.zeros(len(clips), dtype=torch.bool)
-        held[::20] = True
-        train_clips = clips[~held] if (~held).any() else clips
-        source = data.ClipTiles(train_clips, opts.seed, device)
-        val_tiles = clips[held][:VALIDATION_TILES].float()
+        # Held-out clips are never trained on; a single clip is both (validation
+        # then only shows the training fit).
+        held = trainstep.hold_out(len(clips))
+        source = data.ClipTiles(clips[~held], opts.seed, device)
+        val_tiles = (clips[held] if held.any() else clips)[:VALIDATION_TILES].float()
     if opts.val_data:
         val_tiles = evaluate.tiles_of(data.find_audio(Path(opts.val_data)))[:VALIDATION_TILES]
     return source, val_tiles
@@ -173,27 +164,21 @@ def train(opts: RunOptions) -> Path:
         model = torch.compile(model)
     loss_fn = metrics.LOSSES[opts.loss]
     local_batch = r.batch_size // world
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = trainstep.autocast_for(device)
     log_file = _open_log(out / "log.jsonl", start) if is_main else None
     bar = Progress(r.steps, "train", start=start) if is_main and not opts.quiet else None
     t_start = time.monotonic() - elapsed
     for step in range(start, r.steps):
-        for group in optim.param_groups:
-            group["lr"] = r.lr * _lr_factor(r, step)
+        lr = trainstep.set_lr(optim, r, step)
         x = source.batch(step, rank * local_batch, local_batch, r.crop).contiguous(
             memory_format=torch.channels_last
         )
         t0 = time.monotonic()
-        with autocast:
-            y = model(x)
-        loss = loss_fn(y.float(), x).mean()
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        loss_value = _global_mean(loss.detach(), world)
+        loss = trainstep.step(model, optim, loss_fn, x, autocast)
+        loss_value = _global_mean(loss, world)
         dt = time.monotonic() - t0
         done = step + 1
-        record = {"step": done, "loss": loss_value, "lr": optim.param_groups[0]["lr"]}
+        record = {"step": done, "loss": loss_value, "lr": lr}
         record |= {"seconds": round(dt, 4), "images_per_s": round(r.batch_size / dt, 2)}
         if done % opts.val_every == 0 or done == r.steps:
             val_metrics = evaluate.summary(evaluate.per_tile(net, val_tiles))
