@@ -283,7 +283,7 @@ class Reader:
         self.offsets = [self.data_start]
         for length in self.lengths:
             if length < chunk_overhead(self.header):
-                raise FormatError("corrupt header: a chunk shorter than its own fields")
+                raise FormatError("invalid header: a chunk shorter than its own fields")
             self.offsets.append(self.offsets[-1] + length)
         if size < self.offsets[-1]:
             missing = self.offsets[-1] - size
