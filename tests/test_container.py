@@ -350,3 +350,27 @@ def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
     # Refused by the container's own checks (hop, f_max) or by the codec's (n_mels, eps).
     with pytest.raises(FormatError, match="mel parameters|invalid header"):
         codec.decode(bitstream.pack_unchecked(changed, chunks))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lo": float("nan")}, "log-mel range nan"),
+        ({"hi": float("inf")}, "log-mel range"),
+        ({"hi": 3e38}, "log-mel range"),
+        ({"lo": 2.0, "hi": 1.0}, "log-mel range 2.0..1.0"),
+        ({"lo": -30.0}, "log-mel range -30.0"),
+        ({"coding": 7}, "unknown coding 7"),
+        ({"payload": b"abc"}, "3-byte range-coded payload"),
+        ({"payload": b""}, "0-byte range-coded payload"),
+    ],
+)
+def test_crafted_chunk_fields_are_refused(changes, message):
+    header, chunks = _header(3), _chunks()
+    chunks[1] = dataclasses.replace(chunks[1], **changes)
+    with pytest.raises(FormatError, match=message):
+        _write(header, chunks)  # the writer refuses it too
+    reader = _reader(bitstream.pack_unchecked(header, chunks))
+    assert reader.chunk(0) == _chunks()[0]
+    with pytest.raises(FormatError, match=f"tile 1 is invalid: {message}"):
+        reader.chunk(1)
