@@ -380,3 +380,55 @@ def test_outputs_get_ordinary_file_permissions(tmp_path, tiny_model_path, make_a
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_output_that_is_the_input_is_refused_even_with_force(tmp_path, make_audio, how):
+    src = make_audio("song.wav")
+    before = src.read_bytes()
+    target = src
+    if how == "symlink":
+        target = tmp_path / "link.wav"
+        target.symlink_to(src)
+    elif how == "hard link":
+        target = tmp_path / "hard.wav"
+        os.link(src, target)
+    code, _, err = run_cli("encode", src, target, "--force")
+    assert_one_line_error(code, err, "output is the input")
+    assert src.read_bytes() == before
+    mlc = tmp_path / "x.mlc"
+    mlc.write_bytes(b"MLC\x1a")
+    code, _, err = run_cli("decode", mlc, mlc, "--force")
+    assert_one_line_error(code, err, "output is the input")
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_run(
+    tmp_path, make_audio, tiny_model_path
+):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    target = tmp_path / "out.mlc"
+    stale = tmp_path / f".out.mlc.{dead.stdout.strip()}.k1ll.part"
+    alive = tmp_path / f".out.mlc.{os.getppid()}.busy.part"  # another writer, still running
+    stale.write_bytes(b"half a file")
+    alive.write_bytes(b"being written")
+    ok("encode", make_audio("a.wav"), target, "--model", tiny_model_path)
+    assert target.is_file() and not stale.exists() and alive.exists()
+
+
+def test_an_unwritable_output_folder_is_found_before_the_work(
+    tmp_path, make_audio, tiny_model_path, monkeypatch
+):
+    from melcodec import files
+
+    src = make_audio("a.wav")
+    # Tests run as root, for whom no folder is unwritable: stand in for the OS's answer.
+    monkeypatch.setattr(files.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(files.Codec, "encode_16k", lambda *a: pytest.fail("work started"))
+    code, _, err = run_cli("encode", src, tmp_path / "ro" / "a.mlc", "-m", tiny_model_path)
+    assert_one_line_error(code, err, "output folder is not writable")

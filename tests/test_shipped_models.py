@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import invoke
+from conftest import assert_one_line_error, invoke, run_cli
 
 from melcodec import bitstream, frontend, listening, zoo
 from melcodec.codec import Codec
@@ -88,3 +88,45 @@ def test_models_lists_each_shipped_model_and_marks_the_default():
     for name in SHIPPED:
         assert name in lines and "kbit/s" in lines[name]
         assert ("*" in lines[name].split("loss=")[0]) == (name == zoo.DEFAULT_MODEL)
+
+
+def test_sha256sums_lists_every_shipped_model():
+    listed = {}
+    for line in (MODELS / zoo.SUMS).read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    assert set(listed) == {f"{n}.pt" for n in SHIPPED}
+    for name, digest in listed.items():
+        assert zoo.file_sha256(MODELS / name).hex() == digest, name
+
+
+def test_an_altered_shipped_model_is_refused_by_its_hash(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    name = f"{zoo.DEFAULT_MODEL}.pt"
+    data = bytearray((MODELS / name).read_bytes())
+    (folder / zoo.SUMS).write_text((MODELS / zoo.SUMS).read_text())
+    (folder / name).write_bytes(bytes(data))
+    assert zoo.load_model(folder / name).name == zoo.DEFAULT_MODEL
+    data[len(data) // 2] ^= 0x01  # one bit inside the weights: torch would load it
+    (folder / name).write_bytes(bytes(data))
+    with pytest.raises(zoo.ModelError, match="does not match its SHA-256 .*corrupted or altered"):
+        zoo.load_model(folder / name)
+    code, _, err = run_cli("encode", EXAMPLE, tmp_path / "x.mlc", "--model", folder / name)
+    assert_one_line_error(code, err, "corrupted or altered")
+    assert not (tmp_path / "x.mlc").exists()
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "planted.pt"
+    torch.save({"format": zoo.FORMAT, "weights": Planted()}, bad)
+    code, _, err = run_cli("encode", EXAMPLE, tmp_path / "x.mlc", "--model", bad)
+    assert_one_line_error(code, err, "not a melcodec model file")
+    assert not marker.exists()
+    assert "Warning" not in err

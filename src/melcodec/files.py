@@ -34,6 +34,14 @@ def check_target(target: Path, force: bool, parent: Path | None = None) -> None:
     folder = parent if parent is not None else target.parent
     if not folder.resolve().is_dir():
         raise UsageError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder is not writable: {folder}")
+
+
+def check_not_input(source: Path, target: Path) -> None:
+    """Refuse an output that is the input (the same file, through links too), even with --force."""
+    if target.exists() and source.exists() and os.path.samefile(source, target):
+        raise UsageError(f"output is the input: {target}")
 
 
 def encode_file(
@@ -47,6 +55,7 @@ def encode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + MLC_SUFFIX)
+    check_not_input(source, target)
     check_target(target, force)
     codec = model if isinstance(model, Codec) else Codec.load(model)
     wave, rate, length = frontend.load(source)
@@ -73,6 +82,7 @@ def decode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + ".wav")
+    check_not_input(source, target)
     check_target(target, force)
     audio.check_output_path(target, float32)
     data = read_mlc(source)

@@ -23,6 +23,9 @@ FORMAT_VERSION = 1
 # (models/README.md). "default" is melcodec 0.1's default, kept for its files.
 DEFAULT_MODEL = "msssim-music"
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+# The shipped models' published hashes (`sha256sum *.pt`): a shipped file that
+# differs was corrupted or altered, and is refused before it is unpickled.
+SUMS = "SHA256SUMS"
 
 
 @dataclass
@@ -86,8 +89,37 @@ def file_sha256(path: Path) -> bytes:
     return hashlib.sha256(path.read_bytes()).digest()
 
 
+def published_sha256(path: Path) -> bytes | None:
+    """The hash a model file next to a SHA256SUMS list must have, if it is listed."""
+    sums = path.parent / SUMS
+    if not sums.is_file():
+        return None
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name.strip() == path.name:
+            return bytes.fromhex(digest)
+    return None
+
+
+def publish(path: Path) -> None:
+    """Record a model file's hash in its folder's SHA256SUMS (after installing it there)."""
+    sums = path.parent / SUMS
+    lines = sums.read_text().splitlines() if sums.is_file() else []
+    kept = [line for line in lines if line.partition("  ")[2].strip() != path.name]
+    kept.append(f"{file_sha256(path).hex()}  {path.name}")
+    text = "".join(line + "\n" for line in sorted(kept, key=lambda x: x.partition("  ")[2]))
+    atomic_write(sums, lambda fh: fh.write(text.encode()))
+
+
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
     path = resolve(name_or_path)
+    sha256 = file_sha256(path)
+    published = published_sha256(path)
+    if published is not None and published != sha256:
+        raise ModelError(
+            f"model file {path} does not match its SHA-256 in {path.parent / SUMS} "
+            "(corrupted or altered): restore it from the repository"
+        )
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
@@ -105,7 +137,7 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "c
     card = blob.get("card", {})
     return LoadedModel(
         name=card.get("name", path.stem),
-        sha256=file_sha256(path),
+        sha256=sha256,
         path=path,
         net=net,
         card=card,
