@@ -432,3 +432,22 @@ def test_an_unwritable_output_folder_is_found_before_the_work(
     monkeypatch.setattr(files.Codec, "encode_16k", lambda *a: pytest.fail("work started"))
     code, _, err = run_cli("encode", src, tmp_path / "ro" / "a.mlc", "-m", tiny_model_path)
     assert_one_line_error(code, err, "output folder is not writable")
+
+
+def test_quick_commands_do_not_import_torch():
+    golden = Path(__file__).parent / "golden" / "v2-default-static.mlc"
+    script = (
+        "import sys\n"
+        "from melcodec.cli import cli\n"
+        "for args in (['--help'], ['--version'], ['info', sys.argv[1], '--no-decode']):\n"
+        "    try:\n"
+        "        cli.main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(golden)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "probability_model" in out  # info ran
+    assert out.strip().endswith("torch imported: False"), out

@@ -12,22 +12,56 @@ The public API::
 ``Codec`` gives the stages: ``Codec.load(name).tile_bits(...)``, ``decode_tiles``.
 """
 
-from .api import compress, decompress, unpack
-from .bitstream import Chunk, Header
-from .codec import Codec, DecodeOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import AudioError, FormatError, MelcodecError, ModelError, UsageError
-from .files import decode_file, encode_file
-from .mel import MEL, MelConfig
-from .zoo import LoadedModel, load_model
+
+# Loaded on first use, so that ``melcodec --help`` and the container tools start
+# without importing torch (a second of start-up).
+_LAZY = {
+    "compress": "api",
+    "decompress": "api",
+    "unpack": "api",
+    "Chunk": "bitstream",
+    "Header": "bitstream",
+    "Codec": "codec",
+    "DecodeOptions": "codec",
+    "decode_file": "files",
+    "encode_file": "files",
+    "MEL": "mel",
+    "MelConfig": "mel",
+    "LoadedModel": "zoo",
+    "load_model": "zoo",
+}
+
+if TYPE_CHECKING:
+    from .api import compress, decompress, unpack
+    from .bitstream import Chunk, Header
+    from .codec import Codec, DecodeOptions
+    from .files import decode_file, encode_file
+    from .mel import MEL, MelConfig
+    from .zoo import LoadedModel, load_model
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'melcodec' has no attribute {name!r}")
+
 
 __all__ = [
     "MEL",
     "AudioError",
     "Chunk",
-    "Header",
     "Codec",
     "DecodeOptions",
     "FormatError",
+    "Header",
     "LoadedModel",
     "MelConfig",
     "MelcodecError",

@@ -6,17 +6,22 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from . import data, files, limits, zoo
-from .codec import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, Codec, DecodeOptions
+from . import limits
+from .defaults import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM, DEFAULT_MODEL
 from .errors import MelcodecError, UsageError
 from .info import describe
-from .mel import MEL
 from .progress import Progress
-from .recipes import DEFAULT_RECIPE, RECIPES
-from .tiles import TILE_FRAMES
+from .recipes import DEFAULT_RECIPE, NOISE_KINDS, RECIPES
+
+if TYPE_CHECKING:
+    from .zoo import LoadedModel
+
+# Commands import torch and the codec when they run, not when the command line is
+# built: --help, --version and info's header start without torch (bench/startup.py).
 
 model_option = click.option(
     "--model", "-m", default=None, help="Shipped model name or path to a model file."
@@ -87,7 +92,10 @@ def codec_io(command):
 @codec_io
 def encode(source: Path, target: Path, model: str | None, force: bool, max_hours: float) -> None:
     """Encode an audio file (or a folder tree of them) to .mlc."""
-    codec = Codec(zoo.load_model(model or zoo.DEFAULT_MODEL), max_hours=max_hours)
+    from . import data, files, zoo
+    from .codec import Codec
+
+    codec = Codec(zoo.load_model(model or DEFAULT_MODEL), max_hours=max_hours)
     if not source.is_dir():
         with _single_progress("encode") as update:
             files.encode_file(source, target, codec, force, update)
@@ -145,6 +153,9 @@ def decode(
     16-bit output goes through a limiter that acts only where a sample would
     clip, and says so on stderr; --float writes the audio as synthesised.
     """
+    from . import files
+    from .codec import Codec, DecodeOptions
+
     rate = _parse_rate(sample_rate)
     options = DecodeOptions(gl_iters, gl_momentum, seed, rate, phase_start, max_hours=max_hours)
     codec = Codec.load(model) if model else None
@@ -190,6 +201,8 @@ def _parse_rate(value: str) -> int | str | None:
 
 
 def _run_tree(pairs, work, label: str) -> None:
+    from . import files
+
     if not pairs:
         raise UsageError("no input files found in the folder")
     bar = Progress(len(pairs), label)
@@ -227,7 +240,7 @@ def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
 @cli.command("eval")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
-    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+    "--models", "names", default=DEFAULT_MODEL, show_default=True, help="Comma-separated."
 )
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write all rows as JSON.")
 @click.option(
@@ -253,6 +266,7 @@ def eval_(
 ) -> None:
     """Measure models on a file or folder: paper metrics, end to end, bitrate, speed."""
     from . import benchmark
+    from .codec import Codec, DecodeOptions
     from .peers import default_peers
 
     files = benchmark.find_inputs(path)
@@ -278,13 +292,14 @@ def eval_(
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option(
-    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+    "--models", "names", default=DEFAULT_MODEL, show_default=True, help="Comma-separated."
 )
 @click.option("--clips", default=3, show_default=True, type=click.IntRange(1, 20))
 @force_option
 def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
     """The paper's Figure 2: input tiles and each model's output, as a PNG."""
-    from . import benchmark, plots
+    from . import benchmark, files, plots
+    from .codec import Codec
 
     inputs = benchmark.find_inputs(path)[:clips]
     if target.suffix.lower() != ".png":
@@ -297,7 +312,7 @@ def plot(path: Path, target: Path, names: str, clips: int, force: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
-    "--models", "names", default=zoo.DEFAULT_MODEL, show_default=True, help="Comma-separated."
+    "--models", "names", default=DEFAULT_MODEL, show_default=True, help="Comma-separated."
 )
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Opus, MP3, ceiling.")
 @click.option("--clips", default=6, show_default=True, type=click.IntRange(1))
@@ -307,8 +322,9 @@ def report(
     path: Path, target: Path, names: str, peers: bool, clips: int, gl_iters: int, force: bool
 ) -> None:
     """A static HTML listening page (TARGET/index.html) for models and peers."""
-    from . import benchmark
+    from . import benchmark, files
     from . import report as reporting
+    from .codec import Codec, DecodeOptions
     from .peers import default_peers
 
     inputs = benchmark.find_inputs(path)[:clips]
@@ -330,6 +346,8 @@ def _names(names: str) -> list[str]:
 @cli.command()
 def models() -> None:
     """List the shipped and user models that --model NAME finds (* marks the default)."""
+    from . import zoo
+
     for name in zoo.available():
         try:
             m = zoo.load_model(name)
@@ -339,7 +357,10 @@ def models() -> None:
         click.echo(_model_line(name, m))
 
 
-def _model_line(name: str, m: zoo.LoadedModel) -> str:
+def _model_line(name: str, m: LoadedModel) -> str:
+    from .mel import MEL
+    from .tiles import TILE_FRAMES
+
     card = m.card
     noise = f"noise({card['noise']})" if card.get("noise") else "noise"
     data_ = noise if card.get("data") == "noise" else "music"
@@ -349,7 +370,7 @@ def _model_line(name: str, m: zoo.LoadedModel) -> str:
     # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
     tile_seconds = TILE_FRAMES * MEL.hop_length / MEL.sample_rate
     rate = f" ~{(bits + 21 * 8) / tile_seconds / 1000:.1f}kbit/s" if bits else ""
-    mark = "*" if name == zoo.DEFAULT_MODEL else " "
+    mark = "*" if name == DEFAULT_MODEL else " "
     return (
         f"{name:<16}{mark} loss={card.get('loss')} data={data_} steps={card.get('steps')}"
         f"{rate} sha256={m.sha256.hex()[:12]} " + " ".join(f"{k}={v:.4g}" for k, v in val.items())
@@ -374,7 +395,7 @@ def _model_line(name: str, m: zoo.LoadedModel) -> str:
 @click.option("--lr", type=float, help="Learning rate [recipe].")
 @click.option(
     "--noise",
-    type=click.Choice(data.NOISE_KINDS),
+    type=click.Choice(NOISE_KINDS),
     help="With --data noise: i.i.d. pixels (the paper) or noise at every scale [recipe].",
 )
 @click.option("--seed", default=0, show_default=True)
@@ -415,6 +436,7 @@ def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
 def fit_table(model: Path, data_: str, clips: int, out: Path | None) -> None:
     """Fit MODEL's static-bernoulli probability table on training audio."""
+    from . import data
     from .tables import fit_static_table
 
     tiles, _ = data.load_clips(data_)

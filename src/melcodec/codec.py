@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import audio, bitstream, entropy, frontend, limits, tiles
+from .defaults import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
 from .errors import AudioError, FormatError, ModelError, UsageError
 from .mel import DEFAULT_INVERSE, MEL
 from .model import DOWNSAMPLING, FastDecoder
@@ -24,8 +25,6 @@ from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 # Tiles through the networks at once: bounds memory on hour-long files.
 NETWORK_BATCH = 8
-DEFAULT_GL_ITERS = 16
-DEFAULT_GL_MOMENTUM = 0.99
 LEVEL_SPANS = frontend.LEVEL_SPANS
 
 

@@ -18,15 +18,13 @@ import torch
 from . import frontend, mel, tiles
 from .atomic import atomic_write
 from .errors import AudioError, UsageError
+from .recipes import NOISE_KINDS
 
 CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)  # 67,328 = 4.208 s at 16 kHz
 # A clip whose log-mel range is below this (about 30 dB) is silence or near it.
 MIN_CLIP_RANGE = 3.5
 CACHE_VERSION = 1
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
-
-
-NOISE_KINDS = ("uniform", "octaves")
 
 
 class NoiseImages:

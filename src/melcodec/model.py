@@ -9,39 +9,13 @@ train on CPU than 3x3 with output_padding), final 3x3 conv to one channel.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arch import ArchConfig
+
 DOWNSAMPLING = 16
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    channels: int = 128
-    latent_channels: int = 128
-    layers: int = 4
-    encoder_kernel: int = 5
-    negative_slope: float = 0.2
-    # The paper puts BatchNorm before the encoder's final Tanh; see docs/training.md.
-    final_norm: bool = True
-    # "soft": tanh(2 s z), the paper's soft assignment to {-1, +1};
-    # "ste": hard sign forward, identity gradient backward (straight-through).
-    quantiser: str = "soft"
-    softness: float = 10.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ArchConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown architecture fields: {sorted(unknown)}")
-        return cls(**data)
 
 
 def _block(conv: nn.Module, channels: int, slope: float) -> list[nn.Module]:

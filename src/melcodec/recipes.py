@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from .model import ArchConfig
+from .arch import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,6 @@ RECIPES = {
     "gpu": replace(_CPU_UNIFORM, name="gpu", noise="octaves", batch_size=64, crop=256, steps=1500),
 }
 DEFAULT_RECIPE = "cpu"
+# Kinds of training noise (data.NoiseImages): i.i.d. pixels as in the paper, or
+# energy at every scale.
+NOISE_KINDS = ("uniform", "octaves")

@@ -14,14 +14,12 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write
+from .defaults import DEFAULT_MODEL
 from .errors import ModelError
 from .model import ArchConfig, Autoencoder
 
 FORMAT = "melcodec-model"
 FORMAT_VERSION = 1
-# What encode uses without --model: chosen by end-to-end quality on music-dev
-# (models/README.md). "default" is melcodec 0.1's default, kept for its files.
-DEFAULT_MODEL = "msssim-music"
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 # The shipped models' published hashes (`sha256sum *.pt`): a shipped file that
 # differs was corrupted or altered, and is refused before it is unpickled.
