@@ -374,3 +374,18 @@ def test_crafted_chunk_fields_are_refused(changes, message):
     assert reader.chunk(0) == _chunks()[0]
     with pytest.raises(FormatError, match=f"tile 1 is invalid: {message}"):
         reader.chunk(1)
+
+
+def test_a_crafted_range_payload_is_a_format_error_not_an_assertion(
+    tmp_path, codec, encoded_3_tiles
+):
+    # Valid CRCs around words that no encoder makes: constriction asserts; melcodec
+    # reports the file (and a folder decode goes on to the next one).
+    header = _reader(encoded_3_tiles).header
+    reader = _reader(encoded_3_tiles)
+    chunks = [reader.chunk(i) for i in range(3)]
+    payload = np.full(8, 0xFFFFFFFF, "<u4").tobytes()
+    chunks[1] = dataclasses.replace(chunks[1], coding=1, payload=payload)
+    crafted = bitstream.pack_unchecked(header, chunks)
+    with pytest.raises(FormatError, match="range-coded payload cannot be decoded"):
+        codec.decode(crafted, FAST)

@@ -80,8 +80,15 @@ class StaticBernoulli:
             raise FormatError("range-coded payload is malformed")
         c = _constriction()
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        decoder = c.stream.queue.RangeDecoder(words)
-        bits = decoder.decode(c.stream.model.Bernoulli(perfect=False), self.p_one)
+        try:
+            decoder = c.stream.queue.RangeDecoder(words)
+            bits = decoder.decode(c.stream.model.Bernoulli(perfect=False), self.p_one)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            # constriction asserts on a payload no encoder could have made (a crafted
+            # chunk with a valid CRC); that is the file's fault, not a bug.
+            raise FormatError(
+                f"range-coded payload cannot be decoded ({type(exc).__name__})"
+            ) from None
         return np.asarray(bits, dtype=np.uint8).reshape(shape)
 
 
