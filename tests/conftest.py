@@ -37,10 +37,11 @@ def _one_thread():
     torch.set_num_threads(saved)
 
 
-def invoke(*args, env: dict | None = None) -> Result:
+def invoke(*args, env: dict | None = None, input: bytes | None = None) -> Result:
     """melcodec's command line as a user meets it: click's standalone mode, so user
-    errors become one line on stderr and an exit code (``melcodec.cli.Group``)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+    errors become one line on stderr and an exit code (``melcodec.cli.Group``).
+    ``input`` is standard input."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, input=input)
 
 
 def run_cli(*args, env: dict | None = None) -> tuple[int, str, str]:

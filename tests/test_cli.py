@@ -7,6 +7,7 @@ console script), and once through a real ``python -m melcodec`` subprocess.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -451,3 +452,24 @@ def test_quick_commands_do_not_import_torch():
     ).stdout
     assert "probability_model" in out  # info ran
     assert out.strip().endswith("torch imported: False"), out
+
+
+def test_pipes_encode_and_decode_through_standard_streams(tmp_path, make_audio, tiny_model_path):
+    src = make_audio("a.wav", seconds=1.5, rate=22050)
+    reference = tmp_path / "a.mlc"
+    ok("encode", src, reference, "-m", tiny_model_path)
+    piped = invoke("encode", "-", "-", "-m", str(tiny_model_path), input=src.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert piped.stdout_bytes == reference.read_bytes()
+    for fmt, name in (("wav", "WAV"), ("flac", "FLAC")):
+        args = ["decode", "-", "-", "-m", tiny_model_path, "--format", fmt, *GL]
+        out = invoke(*args, input=reference.read_bytes())
+        assert out.exit_code == 0, out.stderr
+        info = sf.info(io.BytesIO(out.stdout_bytes))
+        assert (info.format, info.samplerate, info.frames) == (name, 16000, 24000)
+    ok("decode", reference, tmp_path / "b.wav", "-m", tiny_model_path, *GL)
+    assert out.stdout_bytes[:4] == b"fLaC"
+    wav = invoke("decode", "-", "-", "-m", str(tiny_model_path), *GL, input=reference.read_bytes())
+    assert wav.stdout_bytes == (tmp_path / "b.wav").read_bytes()
+    bad = invoke("encode", "-", "-", "-m", str(tiny_model_path), input=b"not audio")
+    assert bad.exit_code == 1 and "standard input" in bad.stderr and not bad.stdout_bytes

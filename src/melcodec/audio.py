@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +29,24 @@ _RESAMPLE_KW = dict(lowpass_filter_width=6, rolloff=0.99, resampling_method="sin
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
+# A path of "-" is standard input or output (as opusenc and ffmpeg take it).
+STDIO = "-"
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read any file libsndfile understands as float32 ``[frames, channels]``."""
-    path = Path(path)
-    if not path.exists():
+    """Read any file libsndfile understands as float32 ``[frames, channels]``.
+
+    ``-`` reads standard input (a format with a header: WAV, FLAC, Ogg, ...).
+    """
+    stdin = str(path) == STDIO
+    path = Path("standard input") if stdin else Path(path)
+    if not stdin and not path.exists():
         raise AudioError(f"no such file: {path}")
     if path.is_dir():
         raise AudioError(f"is a directory, not an audio file: {path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        source = io.BytesIO(sys.stdin.buffer.read()) if stdin else str(path)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"cannot read audio from {path}: {_short(exc)}") from None
     if data.shape[0] == 0:

@@ -91,7 +91,10 @@ def codec_io(command):
 @cli.command()
 @codec_io
 def encode(source: Path, target: Path, model: str | None, force: bool, max_hours: float) -> None:
-    """Encode an audio file (or a folder tree of them) to .mlc."""
+    """Encode an audio file (or a folder tree of them) to .mlc.
+
+    '-' as SOURCE reads standard input, as TARGET writes standard output.
+    """
     from . import data, files, zoo
     from .codec import Codec
 
@@ -107,6 +110,14 @@ def encode(source: Path, target: Path, model: str | None, force: bool, max_hours
 @cli.command()
 @codec_io
 @click.option("--float", "float32", is_flag=True, help="Write 32-bit float WAV.")
+@click.option(
+    "--format",
+    "pipe_format",
+    default="wav",
+    show_default=True,
+    type=click.Choice(["wav", "flac"]),
+    help="The format written when TARGET is '-' (standard output).",
+)
 @click.option(
     "--sample-rate",
     default="16000",
@@ -147,11 +158,13 @@ def decode(
     phase_start: str,
     seed: int,
     max_hours: float,
+    pipe_format: str,
 ) -> None:
     """Decode an .mlc file (or a folder tree of them) to WAV or FLAC.
 
     16-bit output goes through a limiter that acts only where a sample would
     clip, and says so on stderr; --float writes the audio as synthesised.
+    '-' as SOURCE reads standard input, as TARGET writes standard output (--format).
     """
     from . import files
     from .codec import Codec, DecodeOptions
@@ -161,7 +174,9 @@ def decode(
     codec = Codec.load(model) if model else None
     if not source.is_dir():
         with _single_progress("decode") as update:
-            files.decode_file(source, target, codec, options, float32, force, update, _warn)
+            files.decode_file(
+                source, target, codec, options, float32, force, update, _warn, pipe_format
+            )
         return
     pairs = files.plan_tree(source, target, ".wav", lambda d: sorted(d.rglob("*.mlc")))
 

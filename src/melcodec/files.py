@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,13 +57,27 @@ def encode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + MLC_SUFFIX)
-    check_not_input(source, target)
-    check_target(target, force)
+    if not _stdio(target):
+        check_not_input(source, target)
+        check_target(target, force)
     codec = model if isinstance(model, Codec) else Codec.load(model)
     wave, rate, length = frontend.load(source)
     payload = codec.encode_16k(wave, rate, length, progress)
-    atomic_write(target, lambda fh: fh.write(payload))
+    _write(target, payload)
     return target
+
+
+def _stdio(path: Path) -> bool:
+    """``-``: standard input or output (``melcodec encode - out.mlc < in.wav``)."""
+    return str(path) == audio.STDIO
+
+
+def _write(target: Path, payload: bytes) -> None:
+    if _stdio(target):
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(target, lambda fh: fh.write(payload))
 
 
 def decode_file(
@@ -73,8 +89,12 @@ def decode_file(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    pipe_format: str = "wav",
 ) -> Path:
     """Decode an .mlc file to WAV or FLAC; the model defaults to the one named inside.
+
+    ``-`` as source or target is standard input or output; ``pipe_format``
+    ("wav" or "flac") is the format written to standard output.
 
     Integer output goes through the limiter; when it acts, ``notify`` gets its
     one-line report (peak, share of samples).
@@ -82,22 +102,31 @@ def decode_file(
     source, target = Path(source), Path(target)
     if target.is_dir():
         target = target / (source.stem + ".wav")
-    check_not_input(source, target)
-    check_target(target, force)
-    audio.check_output_path(target, float32)
+    if _stdio(target):
+        fmt = {"wav": "WAV", "flac": "FLAC"}[pipe_format]
+        if float32 and fmt != "WAV":
+            raise UsageError("32-bit float output needs WAV; FLAC stores integers only")
+    else:
+        check_not_input(source, target)
+        check_target(target, force)
+        fmt = audio.check_output_path(target, float32)
     data = read_mlc(source)
     options = options or DecodeOptions()
     if model is None:
-        model = resolve_name(read_header(source, options.max_hours * 3600).model_name)
+        header = bitstream.Reader(io.BytesIO(data), options.max_hours * 3600).header
+        model = resolve_name(header.model_name)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
     wave, rate = codec.decode(data, options, progress)
-    report = audio.write_audio(target, wave, rate, float32)
+    blob, report = audio.render(wave, rate, fmt, float32)
+    _write(target, blob)
     if report is not None and report.acted and notify:
         notify(report.message())
     return target
 
 
 def read_mlc(path: Path) -> bytes:
+    if _stdio(path):
+        return sys.stdin.buffer.read()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     return path.read_bytes()
