@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner, Result
 
-from melcodec import entropy, frontend, zoo
+from melcodec import bitstream, entropy, frontend, zoo
 from melcodec.cli import cli
 from melcodec.codec import Codec
 from melcodec.model import ArchConfig, Autoencoder
@@ -58,6 +58,31 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
     assert lines[0].startswith("melcodec: error:"), err
     for word in words:
         assert word in lines[0], err
+
+
+def make_header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.Header:
+    """A consistent header of ``tiles`` tiles: 44.1 kHz source, lengths that agree."""
+    num_samples = tiles * 66560  # 256 hops of 260 samples per tile
+    fields = dict(
+        model_name=name,
+        model_sha256=bytes(range(32)),
+        prob_model_id=1,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=260,
+        n_mels=256,
+        tile_frames=256,
+        f_min=0.0,
+        f_max=8000.0,
+        log_eps=0.001,
+        source_sample_rate=44100,
+        source_num_samples=num_samples * 441 // 160,
+        num_samples=num_samples,
+        num_tiles=tiles,
+        level_spans=16,
+    )
+    fields.update(changes)
+    return bitstream.Header(**fields)
 
 
 def synth(num_samples: int, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:

@@ -23,6 +23,7 @@ from conftest import (
     TINY_NAME,
     assert_one_line_error,
     invoke,
+    make_header,
     run_cli,
 )
 
@@ -289,23 +290,7 @@ def test_more_bad_inputs(tmp_path, make_audio, tiny_model_path, kind, word):
 def test_info_on_degenerate_header(tmp_path):
     # A well-formed container (valid CRCs) whose header says 0 tiles / 0 samples, or a
     # mel rate of 0 Hz: ``info`` refuses it in one line, not crash.
-    base = bitstream.Header(
-        model_name="x",
-        model_sha256=bytes(32),
-        prob_model_id=0,
-        sample_rate=16000,
-        n_fft=1024,
-        hop_length=260,
-        n_mels=256,
-        tile_frames=256,
-        f_min=0.0,
-        f_max=8000.0,
-        log_eps=0.001,
-        source_sample_rate=16000,
-        source_num_samples=0,
-        num_samples=0,
-        num_tiles=0,
-    )
+    base = make_header(1, name="x", num_samples=0, source_num_samples=0, num_tiles=0)
     zero_rate = dataclasses.replace(base, sample_rate=0, num_samples=100, num_tiles=1)
     cases = [(base, []), (zero_rate, [bitstream.Chunk(0.0, 1.0, 0, bytes(4096))])]
     for n, (header, chunks) in enumerate(cases):

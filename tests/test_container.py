@@ -13,39 +13,13 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import OTHER_NAME, TINY_NAME, synth
+from conftest import OTHER_NAME, TINY_NAME, make_header, synth
 
 from melcodec import bitstream
 from melcodec.codec import Codec, DecodeOptions
 from melcodec.errors import FormatError, ModelError
 
-SHA = bytes(range(32))
 FAST = DecodeOptions(gl_iters=0)
-
-
-def _header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstream.Header:
-    """A consistent header of ``tiles`` tiles: 44.1 kHz source, lengths that agree."""
-    num_samples = tiles * 66560  # 256 hops of 260 samples per tile
-    fields = dict(
-        model_name=name,
-        model_sha256=SHA,
-        prob_model_id=1,
-        sample_rate=16000,
-        n_fft=1024,
-        hop_length=260,
-        n_mels=256,
-        tile_frames=256,
-        f_min=0.0,
-        f_max=8000.0,
-        log_eps=0.001,
-        source_sample_rate=44100,
-        source_num_samples=num_samples * 441 // 160,
-        num_samples=num_samples,
-        num_tiles=tiles,
-        level_spans=16,
-    )
-    fields.update(changes)
-    return bitstream.Header(**fields)
 
 
 def _chunks() -> list[bitstream.Chunk]:
@@ -87,18 +61,18 @@ def encoded_3_tiles(tiny_loaded) -> bytes:
 
 
 def test_round_trip_header_and_chunks():
-    header, chunks = _header(3), _chunks()
+    header, chunks = make_header(3), _chunks()
     reader = _reader(_write(header, chunks))
     got = reader.header
     # Floats are stored as f32: compare with their f32 values, everything else exactly.
     assert got.log_eps == pytest.approx(float(np.float32(0.001)), abs=0)
-    assert got == _header(3, log_eps=float(np.float32(0.001)))
+    assert got == make_header(3, log_eps=float(np.float32(0.001)))
     assert len(reader) == 3
     assert [reader.chunk(i) for i in range(3)] == chunks
 
 
 def test_layout_matches_docs_format():
-    header, chunks = _header(3, name="abc"), _chunks()
+    header, chunks = make_header(3, name="abc"), _chunks()
     data = _write(header, chunks)
     # docs/format.md: header is 94 + L + 4N bytes; magic, versions and fixed offsets.
     assert bitstream.header_size(header) == 94 + 3 + 4 * 3
@@ -116,7 +90,7 @@ def test_layout_matches_docs_format():
 
 
 def test_reader_fetches_tile_directly():
-    data = _write(_header(3), _chunks())
+    data = _write(make_header(3), _chunks())
     reader = _reader(data)
     # Tile 2 first, before any other tile was read.
     assert reader.chunk(2) == _chunks()[2]
@@ -135,7 +109,7 @@ def test_reader_fetches_tile_directly():
 
 def test_writer_rejects_bad_arguments():
     with pytest.raises(ValueError):
-        _write(_header(2), _chunks())  # 3 chunks for 2 tiles
+        _write(make_header(2), _chunks())  # 3 chunks for 2 tiles
 
 
 @pytest.mark.parametrize(
@@ -153,7 +127,7 @@ def test_writer_rejects_bad_arguments():
 )
 def test_writer_refuses_what_the_reader_refuses(changes, message):
     tiles = changes.get("num_tiles", 3)
-    header = dataclasses.replace(_header(3), **changes)
+    header = dataclasses.replace(make_header(3), **changes)
     chunks = _chunks() + _chunks()[:1] if tiles == 4 else _chunks()
     out = io.BytesIO()
     with pytest.raises(FormatError, match=message):
@@ -170,7 +144,7 @@ def test_header_table_in_docs_follows_the_field_table():
     docs = (Path(__file__).parents[1] / "docs" / "format.md").read_text()
     assert bitstream.markdown_table() in docs
     # The struct follows the same table: each field at the offset the table gives.
-    data = _write(_header(3), _chunks())
+    data = _write(make_header(3), _chunks())
     rows = [line.split(" | ") for line in bitstream.markdown_table().splitlines()[2:]]
     offsets = {row[-1].rstrip(" |"): row[0].lstrip("| ") for row in rows}
     assert struct.unpack_from("<I", data, int(offsets["number of tiles N"]))[0] == 3
@@ -180,7 +154,7 @@ def test_header_table_in_docs_follows_the_field_table():
 
 
 def test_future_minor_version_is_read():
-    header = _header(3)
+    header = make_header(3)
     data = bytearray(_write(header, _chunks()))
     data[5] = 7
     crc_at = bitstream.header_size(header) - 4
@@ -366,7 +340,7 @@ def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
     ],
 )
 def test_crafted_chunk_fields_are_refused(changes, message):
-    header, chunks = _header(3), _chunks()
+    header, chunks = make_header(3), _chunks()
     chunks[1] = dataclasses.replace(chunks[1], **changes)
     with pytest.raises(FormatError, match=message):
         _write(header, chunks)  # the writer refuses it too
