@@ -60,10 +60,15 @@ def decompress(
     """
     options = options or DecodeOptions()
     if model is None:
-        header = bitstream.Reader(io.BytesIO(data), options.max_hours * 3600).header
-        model = resolve_name(header.model_name)
+        model = named_model(data, options)
     wave, rate = _as_codec(model).decode(data, options)
     return wave.numpy().astype(np.float32, copy=False), rate
+
+
+def named_model(data: bytes, options: DecodeOptions):
+    """The installed model file that the header of ``data`` names (never a path)."""
+    header = bitstream.Reader(io.BytesIO(data), options.max_hours * 3600).header
+    return resolve_name(header.model_name)
 
 
 def unpack(data: bytes) -> tuple[bitstream.Header, list[bitstream.Chunk]]:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audio, bitstream, frontend, limits
+from . import audio, frontend
+from .api import named_model
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
 from .errors import MelcodecError, UsageError
-from .zoo import DEFAULT_MODEL, load_model, resolve_name
+from .zoo import DEFAULT_MODEL, load_model
 
 MLC_SUFFIX = ".mlc"
 
@@ -113,8 +113,7 @@ def decode_file(
     data = read_mlc(source)
     options = options or DecodeOptions()
     if model is None:
-        header = bitstream.Reader(io.BytesIO(data), options.max_hours * 3600).header
-        model = resolve_name(header.model_name)
+        model = named_model(data, options)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
     wave, rate = codec.decode(data, options, progress)
     blob, report = audio.render(wave, rate, fmt, float32)
@@ -130,15 +129,6 @@ def read_mlc(path: Path) -> bytes:
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     return path.read_bytes()
-
-
-def read_header(
-    path: str | os.PathLike, max_seconds: float = limits.MAX_SECONDS
-) -> bitstream.Header:
-    path = Path(path)
-    read_mlc(path)
-    with open(path, "rb") as fh:
-        return bitstream.Reader(fh, max_seconds).header
 
 
 def plan_tree(source: Path, target: Path, suffix: str, find: Callable[[Path], list[Path]]):
