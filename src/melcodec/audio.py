@@ -1,8 +1,8 @@
 """Audio file I/O (soundfile), downmix and resampling (torchaudio).
 
-One resampler with fixed parameters is used everywhere (encode, training data,
-evaluation): the top mel bands sit in its transition band, so a different
-resampler moves them measurably (DESIGN.md section 2).
+One resampler with fixed parameters (``resampler.py``) is used everywhere (encode,
+training data, evaluation): the top mel bands sit in its transition band, so a
+different resampler moves them measurably (DESIGN.md section 2).
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
+from . import resampler
 from .atomic import atomic_write
 from .errors import AudioError
 from .limiter import LimiterReport, limit
 from .limits import MAX_RATE, MIN_RATE
-
-# Fixed resampler settings: changing them changes every model's input.
-# These are torchaudio's defaults, spelled out so that a torchaudio upgrade cannot move them.
-_RESAMPLE_KW = dict(lowpass_filter_width=6, rolloff=0.99, resampling_method="sinc_interp_hann")
 
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
@@ -65,9 +61,7 @@ def to_mono(data: np.ndarray) -> torch.Tensor:
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     """Resample a 1-D waveform with the project's one fixed resampler."""
-    if orig_rate == new_rate:
-        return wave
-    return AF.resample(wave, orig_rate, new_rate, **_RESAMPLE_KW)
+    return resampler.resample(wave, orig_rate, new_rate)
 
 
 def fit_length(wave: torch.Tensor, length: int) -> torch.Tensor:
