@@ -458,3 +458,66 @@ def test_pipes_encode_and_decode_through_standard_streams(tmp_path, make_audio, 
     assert wav.stdout_bytes == (tmp_path / "b.wav").read_bytes()
     bad = invoke("encode", "-", "-", "-m", str(tiny_model_path), input=b"not audio")
     assert bad.exit_code == 1 and "standard input" in bad.stderr and not bad.stdout_bytes
+
+
+# A real `melcodec encode` process whose final write stalls half-way, so that a
+# signal lands exactly there. Only the write is slowed; the rest is the real CLI.
+_STALLING_ENCODE = """
+import signal, sys, time
+from melcodec import cli, files
+
+# As in a terminal: a shell that starts a job in the background makes it ignore
+# Ctrl-C, and Python then installs no handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+real = files.atomic_write
+
+def stalling(path, write):
+    class Half:
+        def __init__(self, fh):
+            self.fh = fh
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            print("stalled", flush=True)
+            time.sleep(120)
+    real(path, lambda fh: write(Half(fh)))
+
+files.atomic_write = stalling
+cli.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_a_signal_during_the_final_write_leaves_no_output(
+    tmp_path, make_audio, tiny_model_path, signal_name
+):
+    import signal
+
+    src, target = make_audio("a.wav"), tmp_path / "out" / "a.mlc"
+    target.parent.mkdir()
+    args = ["encode", str(src), str(target), "--model", str(tiny_model_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STALLING_ENCODE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "stalled"
+        assert len(list(target.parent.glob(".a.mlc.*.part"))) == 1
+        proc.send_signal(getattr(signal, signal_name))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert not target.exists()
+    left = list(target.parent.glob(".a.mlc.*.part"))
+    if signal_name == "SIGINT":
+        # Ctrl-C: the temporary file is removed at once, one line, exit 130.
+        assert proc.returncode == 130 and not left
+        assert err.strip() == "melcodec: interrupted"
+    else:
+        # Nothing runs after SIGKILL: the half-written file stays until the next write.
+        assert proc.returncode == -signal.SIGKILL and len(left) == 1
+        ok("encode", src, target, "--model", tiny_model_path)
+        assert target.is_file() and not list(target.parent.glob(".a.mlc.*.part"))

@@ -67,8 +67,12 @@ def _find_named(name: str) -> Path | None:
 
 def resolve_name(name: str) -> Path:
     """A model by name only, never as a path: for names read from untrusted files."""
-    if not name or os.sep in name or "/" in name or name.startswith("."):
-        raise ModelError(f"file names an invalid model {name!r}; pass --model")
+    # A name must be a file name here: no folders, no control characters, and
+    # short enough that NAME.pt is a legal file name (255 bytes).
+    plain = name and os.sep not in name and "/" not in name and not name.startswith(".")
+    if not plain or not name.isprintable() or len(name.encode()) > 255 - len(".pt"):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ModelError(f"file names an invalid model {shown!r}; pass --model")
     path = _find_named(name)
     if path is not None:
         return path
