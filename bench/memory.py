@@ -1,0 +1,145 @@
+"""Peak memory and speed of `melcodec encode` / `decode` as fresh processes.
+
+Two tables: sample rates that share few factors with 16 kHz (where torchaudio's
+resampler alone would build a filter bank of gigabytes) and common ones; and
+long files (minutes of real music, the music-dev clips played one after the
+other). Each row is one `python -m melcodec` process, its peak resident memory
+(the child's ru_maxrss) and wall time; medians of --runs.
+
+    python bench/memory.py [--runs 3] [--minutes 10,30,60] [--rates 44100,44101,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from common import ROOT, machine, median, music_dev, save
+
+from melcodec import audio
+
+ODD = "44101,96001,191999"
+COMMON = "8000,44100,48000,192000"
+
+
+def peak_run(args: list[str]) -> tuple[float, float]:
+    """(wall s, peak RSS MiB) of one fresh `python -m melcodec ARGS` process."""
+    script = (
+        "import resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+        "wall = time.perf_counter() - t\n"
+        "print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, sys.executable, "-m", "melcodec", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def music(seconds: float, rate: int) -> np.ndarray:
+    """Real music of ``seconds`` at ``rate``: the music-dev clips, repeated as needed."""
+    import torch
+
+    parts, total = [], 0
+    clips = music_dev()
+    while total < seconds * 16000:
+        for clip in clips:
+            x, r = audio.read_audio(clip)
+            wave = audio.resample(audio.to_mono(x), r, 16000).numpy()
+            parts.append(wave)
+            total += wave.size
+            if total >= seconds * 16000:
+                break
+    wave = np.concatenate(parts)[: int(seconds * 16000)]
+    return audio.resample(torch.from_numpy(wave), 16000, rate).numpy()
+
+
+def measure(rows: list[dict], label: str, args: list[str], runs: int, audio_s: float) -> None:
+    walls, peaks = zip(*(peak_run(args) for _ in range(runs)), strict=True)
+    row = {
+        "case": label,
+        "peak_mib": median(list(peaks)),
+        "wall_s": median(list(walls)),
+        "x_real_time": audio_s / median(list(walls)),
+    }
+    rows.append(row)
+    print(f"{label}: {row['peak_mib']:.0f} MiB, {row['wall_s']:.1f} s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rates", default=f"{COMMON},{ODD}")
+    ap.add_argument("--rate-seconds", type=float, default=30.0)
+    ap.add_argument("--minutes", default="10,30,60")
+    args = ap.parse_args()
+    rate_rows, long_rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        seconds = args.rate_seconds
+        for rate in [int(r) for r in args.rates.split(",") if r]:
+            wav = tmp / f"{rate}.wav"
+            sf.write(wav, music(seconds, rate), rate, subtype="PCM_16")
+            mlc = tmp / f"{rate}.mlc"
+            measure(
+                rate_rows,
+                f"encode {seconds:g} s at {rate} Hz",
+                ["encode", str(wav), str(mlc), "--force"],
+                args.runs,
+                seconds,
+            )
+            measure(
+                rate_rows,
+                f"decode {seconds:g} s to {rate} Hz",
+                ["decode", str(mlc), str(tmp / "out.wav"), "--sample-rate", str(rate), "--force"],
+                args.runs,
+                seconds,
+            )
+            os.remove(wav)
+        for minutes in [float(m) for m in args.minutes.split(",") if m]:
+            wav = tmp / "long.wav"
+            sf.write(wav, music(minutes * 60, 44100), 44100, subtype="PCM_16")
+            mlc = tmp / "long.mlc"
+            measure(
+                long_rows,
+                f"encode {minutes:g} min at 44.1 kHz",
+                ["encode", str(wav), str(mlc), "--force"],
+                args.runs,
+                minutes * 60,
+            )
+            measure(
+                long_rows,
+                f"decode {minutes:g} min",
+                ["decode", str(mlc), str(tmp / "out.wav"), "--force"],
+                args.runs,
+                minutes * 60,
+            )
+    m = machine()
+    lines = [
+        f"Peak resident memory and wall time of fresh `python -m melcodec` processes, medians of "
+        f"{args.runs}; {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['date']}. "
+        "Real music (the music-dev clips in a row), default model.",
+        "",
+        "| case | peak MiB | wall s | x real time |",
+        "|---|---|---|---|",
+    ]
+    for r in rate_rows + long_rows:
+        lines.append(
+            f"| {r['case']} | {r['peak_mib']:.0f} | {r['wall_s']:.1f} | {r['x_real_time']:.1f} |"
+        )
+    save("memory", {"machine": m, "rates": rate_rows, "long": long_rows}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
