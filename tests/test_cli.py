@@ -314,6 +314,26 @@ def test_tree_with_one_bad_file_keeps_going(tmp_path, make_audio, tiny_model_pat
     no_leftovers(tmp_path / "out" / "sub")
 
 
+def test_an_interrupted_folder_run_resumes_where_it_stopped(tmp_path, make_audio, tiny_model_path):
+    for name in ("a", "b", "sub/c"):
+        make_audio(f"in/{name}.wav", seconds=0.3)
+    out = tmp_path / "out"
+    ok("encode", tmp_path / "in", out, "--model", tiny_model_path)
+    # As if the run had been killed before c: outputs are atomic, so a and b are whole.
+    (out / "sub" / "c.mlc").unlink()
+    (out / "a.mlc").write_bytes(b"finished before")
+    result = invoke("encode", tmp_path / "in", out, "--model", tiny_model_path)
+    assert result.exit_code == 0, result.stderr
+    assert "encoded 1 of 1 files; 2 already done, skipped" in result.stderr
+    assert (out / "sub" / "c.mlc").is_file() and (out / "a.mlc").read_bytes() == b"finished before"
+    result = invoke("encode", tmp_path / "in", out, "--model", tiny_model_path, "--force")
+    assert result.exit_code == 0 and "encoded 3 of 3 files" in result.stderr
+    assert (out / "a.mlc").read_bytes()[:4] == b"MLC\x1a"
+    ok("decode", out, tmp_path / "dec", "--model", tiny_model_path, *GL)
+    result = invoke("decode", out, tmp_path / "dec", "--model", tiny_model_path, *GL)
+    assert result.exit_code == 0 and "decoded 0 of 0 files; 3 already done" in result.stderr
+
+
 def test_main_success_exits_zero(tmp_path, make_audio, tiny_model_path):
     mlc = tmp_path / "a.mlc"
     code, out, err = run_cli("encode", make_audio("a.wav"), mlc, "-m", tiny_model_path)

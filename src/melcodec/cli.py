@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 model_option = click.option(
     "--model", "-m", default=None, help="Shipped model name or path to a model file."
 )
-force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
+force_option = click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Overwrite existing outputs (a folder run without it skips the files already done).",
+)
 max_hours_option = click.option(
     "--max-hours",
     default=limits.MAX_SECONDS / 3600,
@@ -104,7 +109,7 @@ def encode(source: Path, target: Path, model: str | None, force: bool, max_hours
             files.encode_file(source, target, codec, force, update)
         return
     pairs = files.plan_tree(source, target, files.MLC_SUFFIX, data.find_audio)
-    _run_tree(pairs, lambda s, t: files.encode_file(s, t, codec, force), "encode")
+    _run_tree(pairs, lambda s, t: files.encode_file(s, t, codec, force), "encode", force)
 
 
 @cli.command()
@@ -183,7 +188,7 @@ def decode(
     def work(s: Path, t: Path) -> None:
         files.decode_file(s, t, codec, options, float32, force, notify=lambda m: _warn(f"{s}: {m}"))
 
-    _run_tree(pairs, work, "decode")
+    _run_tree(pairs, work, "decode", force)
 
 
 def _warn(message: str) -> None:
@@ -215,18 +220,26 @@ def _parse_rate(value: str) -> int | str | None:
     return None if rate == 16000 else rate
 
 
-def _run_tree(pairs, work, label: str) -> None:
+def _run_tree(pairs, work, label: str, force: bool) -> None:
     from . import files
 
     if not pairs:
         raise UsageError("no input files found in the folder")
-    bar = Progress(len(pairs), label)
-    outcomes = files.run_tree(pairs, work, lambda n, o: bar.update(n, o.source.name))
-    bar.close()
+    # Outputs appear whole or not at all (atomic.py), so an existing one is finished:
+    # an interrupted folder run, run again, does what is left.
+    todo = pairs if force else [(s, t) for s, t in pairs if not t.exists()]
+    outcomes = []
+    if todo:
+        bar = Progress(len(todo), label)
+        outcomes = files.run_tree(todo, work, lambda n, o: bar.update(n, o.source.name))
+        bar.close()
     failed = [o for o in outcomes if o.error]
     for o in failed:
         click.echo(f"melcodec: {o.source}: {o.error}", err=True)
-    click.echo(f"{label}d {len(outcomes) - len(failed)} of {len(outcomes)} files", err=True)
+    summary = f"{label}d {len(outcomes) - len(failed)} of {len(outcomes)} files"
+    if len(todo) < len(pairs):
+        summary += f"; {len(pairs) - len(todo)} already done, skipped (--force redoes them)"
+    click.echo(summary, err=True)
     if failed:
         sys.exit(1)
 
