@@ -445,7 +445,8 @@ def test_quick_commands_do_not_import_torch():
     script = (
         "import sys\n"
         "from melcodec.cli import cli\n"
-        "for args in (['--help'], ['--version'], ['info', sys.argv[1], '--no-decode']):\n"
+        "quick = (['--help'], ['--version'], ['info', sys.argv[1], '--no-decode'], ['models'])\n"
+        "for args in quick:\n"
         "    try:\n"
         "        cli.main(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
@@ -456,6 +457,7 @@ def test_quick_commands_do_not_import_torch():
         [sys.executable, "-c", script, str(golden)], capture_output=True, text=True, check=True
     ).stdout
     assert "probability_model" in out  # info ran
+    assert "msssim-music    *" in out  # models ran, with its figures
     assert out.strip().endswith("torch imported: False"), out
 
 

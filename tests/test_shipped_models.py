@@ -130,3 +130,33 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
     assert_one_line_error(code, err, "not a melcodec model file")
     assert not marker.exists()
     assert "Warning" not in err
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_torch_free_card_reader_reads_what_torch_loads(name):
+    from melcodec import modelfiles
+
+    blob = modelfiles.read_file(MODELS / f"{name}.pt")
+    loaded = zoo.load_model(name)
+    assert blob["card"] == loaded.card and blob["sha256"] == loaded.sha256
+    assert blob["recipe"] == loaded.recipe and blob["arch"] == loaded.net.cfg.to_dict()
+
+
+def test_the_card_reader_refuses_a_pickle_that_runs_code(tmp_path):
+    from melcodec import modelfiles
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "planted.pt"
+    torch.save({"format": zoo.FORMAT, "card": Planted()}, bad)
+    with pytest.raises(zoo.ModelError, match="not a melcodec model file"):
+        modelfiles.read_file(bad)
+    assert not marker.exists()
+    (tmp_path / "models").mkdir()
+    bad.rename(tmp_path / "models" / "planted.pt")
+    result = invoke("models", env={"MELCODEC_MODELS": str(tmp_path / "models")})
+    assert "planted: not a melcodec model file" in result.stdout and not marker.exists()

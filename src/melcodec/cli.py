@@ -6,7 +6,6 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -16,9 +15,6 @@ from .errors import MelcodecError, UsageError
 from .info import describe
 from .progress import Progress
 from .recipes import DEFAULT_RECIPE, NOISE_KINDS, RECIPES
-
-if TYPE_CHECKING:
-    from .zoo import LoadedModel
 
 # Commands import torch and the codec when they run, not when the command line is
 # built: --help, --version and info's header start without torch (bench/startup.py).
@@ -374,22 +370,20 @@ def _names(names: str) -> list[str]:
 @cli.command()
 def models() -> None:
     """List the shipped and user models that --model NAME finds (* marks the default)."""
-    from . import zoo
+    from . import modelfiles
 
-    for name in zoo.available():
+    for name in modelfiles.available():
         try:
-            m = zoo.load_model(name)
+            blob = modelfiles.read_file(modelfiles.resolve(name))
         except MelcodecError as exc:
             click.echo(f"{name}: {exc}")
             continue
-        click.echo(_model_line(name, m))
+        click.echo(_model_line(name, blob.get("card") or {}, blob["sha256"]))
 
 
-def _model_line(name: str, m: LoadedModel) -> str:
-    from .mel import MEL
-    from .tiles import TILE_FRAMES
+def _model_line(name: str, card: dict, sha256: bytes) -> str:
+    from .melconfig import MEL, TILE_FRAMES
 
-    card = m.card
     noise = f"noise({card['noise']})" if card.get("noise") else "noise"
     data_ = noise if card.get("data") == "noise" else "music"
     val = card.get("validation", {})
@@ -401,7 +395,7 @@ def _model_line(name: str, m: LoadedModel) -> str:
     mark = "*" if name == DEFAULT_MODEL else " "
     return (
         f"{name:<16}{mark} loss={card.get('loss')} data={data_} steps={card.get('steps')}"
-        f"{rate} sha256={m.sha256.hex()[:12]} " + " ".join(f"{k}={v:.4g}" for k, v in val.items())
+        f"{rate} sha256={sha256.hex()[:12]} " + " ".join(f"{k}={v:.4g}" for k, v in val.items())
     )
 
 

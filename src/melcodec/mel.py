@@ -8,7 +8,6 @@ samples) gives exactly 256 frames, one tile.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import torch
@@ -16,23 +15,7 @@ import torchaudio.functional as AF
 import torchaudio.transforms as T
 
 from . import limits
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 260
-    n_mels: int = 256
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_eps: float = 0.001
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-MEL = MelConfig()
+from .melconfig import MEL, MelConfig
 
 
 @lru_cache(maxsize=4)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-TILE_FRAMES = 256
+from .melconfig import TILE_FRAMES
+
 # Below this range a tile is silence: scaling would divide by ~0.
 MIN_RANGE = 1e-6
 
