@@ -117,7 +117,8 @@ def test_an_altered_shipped_model_is_refused_by_its_hash(tmp_path):
     assert not (tmp_path / "x.mlc").exists()
 
 
-def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
+def _planted(tmp_path: Path, key: str) -> tuple[Path, Path]:
+    """A model file whose ``key`` unpickles by running code (it touches the marker)."""
     marker = tmp_path / "ran"
 
     class Planted:
@@ -125,7 +126,12 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
             return (Path.touch, (marker,))
 
     bad = tmp_path / "planted.pt"
-    torch.save({"format": zoo.FORMAT, "weights": Planted()}, bad)
+    torch.save({"format": zoo.FORMAT, key: Planted()}, bad)
+    return bad, marker
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
+    bad, marker = _planted(tmp_path, "weights")
     code, _, err = run_cli("encode", EXAMPLE, tmp_path / "x.mlc", "--model", bad)
     assert_one_line_error(code, err, "not a melcodec model file")
     assert not marker.exists()
@@ -145,14 +151,7 @@ def test_the_torch_free_card_reader_reads_what_torch_loads(name):
 def test_the_card_reader_refuses_a_pickle_that_runs_code(tmp_path):
     from melcodec import modelfiles
 
-    marker = tmp_path / "ran"
-
-    class Planted:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
-    bad = tmp_path / "planted.pt"
-    torch.save({"format": zoo.FORMAT, "card": Planted()}, bad)
+    bad, marker = _planted(tmp_path, "card")
     with pytest.raises(zoo.ModelError, match="not a melcodec model file"):
         modelfiles.read_file(bad)
     assert not marker.exists()
