@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import resource
 import sys
 import time
 from collections import Counter
@@ -53,7 +54,7 @@ def work(job: tuple[int, int, int, mp.Queue]) -> None:
             n, kind, data, lambda d, o=options: melcodec.decompress(d, options=o)[0]
         )
         queue.put(outcome.__dict__)
-    queue.put(None)
+    queue.put({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 def main() -> None:
@@ -77,11 +78,12 @@ def main() -> None:
     procs = [ctx.Process(target=work, args=(job,)) for job in jobs]
     for p in procs:
         p.start()
-    outcomes, running = [], len(procs)
+    outcomes, running, peaks = [], len(procs), []
     bar = Progress(args.cases, "fuzz")
     while running:
         item = queue.get()
-        if item is None:
+        if "peak_mib" in item:
+            peaks.append(item["peak_mib"])
             running -= 1
             continue
         outcomes.append(item)
@@ -107,7 +109,8 @@ def main() -> None:
         f"per case, slowest {slowest['seconds']:.2f} s (case {slowest['case']}, "
         f"{slowest['kind']}, {slowest['result']}).",
         f"Rule: decoded to finite audio, or refused with melcodec's own one-line error, within "
-        f"{fuzz.TIME_LIMIT_S:g} s and {fuzz.MEMORY_LIMIT_MB} MB. Failures: {len(failures)}.",
+        f"{fuzz.TIME_LIMIT_S:g} s and {fuzz.MEMORY_LIMIT_MB} MB. Failures: {len(failures)}. "
+        f"Peak RSS of a worker: {max(peaks):.0f} MiB.",
         "Rerun: `python bench/fuzz.py --cases N --seed S` (one case: `--start N --cases 1`).",
         "",
         "| kind | " + " | ".join(results) + " |",
@@ -127,6 +130,7 @@ def main() -> None:
         "seed": args.seed,
         "start": args.start,
         "minutes": round(elapsed / 60, 2),
+        "worker_peak_mib": max(peaks),
         "counts": {f"{k}/{r}": c for (k, r), c in sorted(counts.items())},
         "failures": failures,
     }

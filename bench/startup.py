@@ -22,6 +22,7 @@ COMMANDS = {
     "melcodec --help": ["-m", "melcodec", "--help"],
     "melcodec --version": ["-m", "melcodec", "--version"],
     "melcodec info --no-decode FILE": ["-m", "melcodec", "info", str(GOLDEN), "--no-decode"],
+    "melcodec models": ["-m", "melcodec", "models"],
     "python -c 'import torch'": ["-c", "import torch"],
     "melcodec info FILE (decodes)": ["-m", "melcodec", "info", str(GOLDEN)],
 }
