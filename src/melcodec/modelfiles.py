@@ -91,14 +91,24 @@ def published_sha256(path: Path) -> bytes | None:
     return None
 
 
-def check_published(path: Path, sha256: bytes) -> None:
-    """Refuse a model file whose hash differs from the one its folder publishes."""
+def checked_sha256(path: Path) -> bytes:
+    """A model file's SHA-256, refused if it differs from the one its folder publishes."""
+    sha256 = file_sha256(path)
     published = published_sha256(path)
     if published is not None and published != sha256:
         raise ModelError(
             f"model file {path} does not match its SHA-256 in {path.parent / SUMS} "
             "(corrupted or altered): restore it from the repository"
         )
+    return sha256
+
+
+def check_format(blob: object, path: Path) -> None:
+    """Refuse an unpickled file that is not a melcodec model of a version this reads."""
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"not a melcodec model file: {path}")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"model file version {blob.get('format_version')} is not supported")
 
 
 class _CardReader(pickle.Unpickler):
@@ -122,16 +132,12 @@ def _left_out(*args, **kwargs) -> None:
 
 def read_file(path: Path) -> dict:
     """A model file's dict with its tensors as None, checked as :func:`zoo.load_model` does."""
-    sha256 = file_sha256(path)
-    check_published(path, sha256)
+    sha256 = checked_sha256(path)
     try:
         with zipfile.ZipFile(path) as archive:
             pickled = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
             blob = _CardReader(io.BytesIO(archive.read(pickled))).load()
     except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError, EOFError) as exc:
         raise ModelError(f"not a melcodec model file: {path} ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelError(f"not a melcodec model file: {path}")
-    if blob.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"model file version {blob.get('format_version')} is not supported")
+    check_format(blob, path)
     return dict(blob, sha256=sha256)

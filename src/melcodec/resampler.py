@@ -64,6 +64,7 @@ def direct(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
     out_len = -(-length * new // old)
     half = _half_width(old, new)
     scale = min(old, new) * ROLLOFF / (old * new)  # cut-off units per (m * new - n * old)
+    gain = min(old, new) * ROLLOFF / old  # torchaudio's kernel scale: unity passband gain
     offsets = torch.arange(-half, half + 2, dtype=torch.int64)
     columns = (offsets.to(torch.float64) * (new * scale)).to(torch.float32)
     padded = torch.nn.functional.pad(wave, (half + 2, half + 2))
@@ -76,7 +77,5 @@ def direct(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
         t = (rows[:, None] + columns).clamp_(-LOWPASS_WIDTH, LOWPASS_WIDTH)
         taps = torch.sinc(t) * torch.cos(t * (math.pi / LOWPASS_WIDTH / 2)).square_()
         samples = padded[nearest[:, None] + (offsets + half + 2)]
-        out[start : start + n.numel()] = (samples * taps).sum(dim=1) * (
-            min(old, new) * ROLLOFF / old
-        )
+        out[start : start + n.numel()] = (samples * taps).sum(dim=1) * gain
     return out

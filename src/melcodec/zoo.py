@@ -23,7 +23,8 @@ from .modelfiles import (  # noqa: F401
     FORMAT_VERSION,
     SUMS,
     available,
-    check_published,
+    check_format,
+    checked_sha256,
     file_sha256,
     model_dirs,
     published_sha256,
@@ -55,16 +56,12 @@ def publish(path: Path) -> None:
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
     path = resolve(name_or_path)
-    sha256 = file_sha256(path)
-    check_published(path, sha256)
+    sha256 = checked_sha256(path)
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise ModelError(f"not a melcodec model file: {path} ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelError(f"not a melcodec model file: {path}")
-    if blob.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"model file version {blob.get('format_version')} is not supported")
+    check_format(blob, path)
     try:
         net = Autoencoder(ArchConfig.from_dict(blob["arch"]))
         net.load_state_dict(blob["weights"], strict=True)
