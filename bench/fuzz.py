@@ -25,11 +25,9 @@ from common import ROOT, machine, median, save
 
 import melcodec
 from melcodec import fuzz
-from melcodec.codec import DecodeOptions
 from melcodec.defaults import DEFAULT_MODEL
 from melcodec.progress import Progress
 
-OPTIONS = (DecodeOptions(gl_iters=0), DecodeOptions(gl_iters=0, sample_rate="source"))
 EXAMPLE = ROOT / "examples" / "chipdisko-excerpt.flac"
 
 
@@ -49,10 +47,7 @@ def work(job: tuple[int, int, int, mp.Queue]) -> None:
     torch.set_num_threads(1)
     files = seeds()
     for n, kind, data in fuzz.cases(files, count, seed, start):
-        options = OPTIONS[(n // len(fuzz.KINDS)) % 2]
-        outcome = fuzz.check(
-            n, kind, data, lambda d, o=options: melcodec.decompress(d, options=o)[0]
-        )
+        outcome = fuzz.check(n, kind, data, lambda d, n=n: fuzz.decode_case(n, d))
         queue.put(outcome.__dict__)
     queue.put({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 

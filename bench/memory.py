@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,21 +48,22 @@ def peak_run(args: list[str]) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+@lru_cache(maxsize=1)
+def _music_16k() -> np.ndarray:
+    """The music-dev clips at 16 kHz, one after the other (read and resampled once)."""
+    parts = []
+    for clip in music_dev():
+        x, r = audio.read_audio(clip)
+        parts.append(audio.resample(audio.to_mono(x), r, 16000).numpy())
+    return np.concatenate(parts)
+
+
 def music(seconds: float, rate: int) -> np.ndarray:
     """Real music of ``seconds`` at ``rate``: the music-dev clips, repeated as needed."""
     import torch
 
-    parts, total = [], 0
-    clips = music_dev()
-    while total < seconds * 16000:
-        for clip in clips:
-            x, r = audio.read_audio(clip)
-            wave = audio.resample(audio.to_mono(x), r, 16000).numpy()
-            parts.append(wave)
-            total += wave.size
-            if total >= seconds * 16000:
-                break
-    wave = np.concatenate(parts)[: int(seconds * 16000)]
+    # np.resize repeats the clips in order to fill the length.
+    wave = np.resize(_music_16k(), int(seconds * 16000))
     return audio.resample(torch.from_numpy(wave), 16000, rate).numpy()
 
 
