@@ -7,6 +7,9 @@ process would.
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -238,3 +241,105 @@ def test_find_audio_skips_hidden_paths_and_non_audio(tmp_path):
     assert names == ["a/x.WAV", "a/y.ogg"]
     bare = [p.relative_to(tmp_path).as_posix() for p in data.find_audio(tmp_path, bare=True)]
     assert bare == ["a/x.WAV", "a/y.ogg", "bare"]
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Files in sorted order: too short for a clip, two unreadable candidates, 5 s of
+    silence then 10 s of tones (1 silent clip, 2 loud), and 10 s of tones (2 loud)."""
+    folder = tmp_path / "mixed"
+    write_synth(folder / "a_short.wav", 2.0, RATE)
+    (folder / "b_bare").write_text("not audio\n")
+    (folder / "c_bad.wav").write_bytes(b"RIFF....WAVE")
+    tones = write_synth(tmp_path / "tones.wav", 10.0, RATE)
+    sf.write(
+        str(folder / "d_mixed.wav"), np.concatenate([np.zeros(5 * RATE), sf.read(tones)[0]]), RATE
+    )
+    write_synth(folder / "e_tones.wav", 10.0, RATE, seed=1)
+    return folder
+
+
+def test_load_clips_counts_every_kind_of_file(mixed_folder):
+    clips, stats = data.load_clips(mixed_folder)
+    hours = round(4 * data.CLIP_SAMPLES / 16000 / 3600, 4)  # 0.0187: stored to 3 places
+    assert stats == {
+        "files_found": 5,
+        "files_used": 2,
+        "files_unreadable": 2,
+        "clips_used": 4,
+        "clips_silent": 1,
+        "hours": round(hours, 3),
+    }
+    assert clips.shape == (4, 1, 256, 256) and clips.dtype == torch.float16
+
+
+def test_load_clips_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(UsageError, match="data folder does not exist: .*nowhere"):
+        data.load_clips(tmp_path / "nowhere")
+
+
+def test_clip_cache_is_named_by_its_key_and_may_be_nested(music_folder, tmp_path, _clip_cache):
+    data.load_clips(music_folder)
+    (cache,) = _clip_cache.iterdir()
+    assert re.fullmatch(r"clips-[0-9a-f]{16}\.pt", cache.name)
+    nested = tmp_path / "a" / "b" / "clips.pt"
+    data.load_clips(music_folder, cache=nested)
+    assert nested.is_file()
+
+
+def test_a_planted_cache_runs_no_code_and_is_rebuilt(music_folder, tmp_path):
+    cache = tmp_path / "clips.pt"
+    clips, _ = data.load_clips(music_folder, cache=cache)
+    marker = tmp_path / "ran"
+    cache.write_bytes(pickle.dumps(_Planted(str(marker)), protocol=2))
+    again, _ = data.load_clips(music_folder, cache=cache)
+    assert not marker.exists(), "loading the cache ran code"
+    assert torch.equal(again, clips)
+    assert torch.equal(torch.load(cache, weights_only=True)["tiles"], clips)
+
+
+class _Planted:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("MELCODEC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.cache_dir() == tmp_path / "xdg" / "melcodec"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.cache_dir() == tmp_path / "home" / ".cache" / "melcodec"
+    monkeypatch.setenv("MELCODEC_CACHE", str(tmp_path / "mine"))
+    assert data.cache_dir() == tmp_path / "mine"
+
+
+# Seed 0, step 0: the crop offsets of a one-tile set and the tile indexes of a 50-tile set.
+PINNED_OFFSETS = [(54, 93), (189, 25), (141, 151), (90, 154)]
+PINNED_INDEX = [33, 10, 41, 24, 22, 8]
+
+
+def test_clip_tiles_draw_by_seed_and_step_and_stay_as_released():
+    # One tile: every row is that tile, so only the crop offsets can differ.
+    one = numbered_tiles(1)
+    offsets = {}
+    for seed, step in [(0, 0), (0, 1), (1, 0)]:
+        x = data.ClipTiles(one, seed, CPU).batch(step, 0, 4, 64).to(torch.int64)
+        offsets[seed, step] = [divmod(int(v), 256) for v in x[:, 0, 0, 0]]
+    assert offsets[0, 0] != offsets[0, 1] and offsets[0, 0] != offsets[1, 0]
+    # The data stream of a recipe is part of what a release reproduces: pinned.
+    assert offsets[0, 0] == PINNED_OFFSETS
+    many = numbered_tiles(50)
+    index = [int(v) // 65536 for v in data.ClipTiles(many, 0, CPU).batch(0, 0, 6, 64)[:, 0, 0, 0]]
+    assert index == PINNED_INDEX
+    assert index != [
+        int(v) // 65536 for v in data.ClipTiles(many, 1, CPU).batch(0, 0, 6, 64)[:, 0, 0, 0]
+    ]
+
+
+def test_clip_tiles_land_on_the_asked_device():
+    x = data.ClipTiles(numbered_tiles(2), 0, torch.device("meta")).batch(0, 0, 2, 64)
+    assert x.device.type == "meta"

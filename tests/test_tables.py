@@ -57,3 +57,19 @@ def test_half_precision_model_files_define_the_bits(tiny_loaded, tmp_path):
     wave = torch.from_numpy(np.random.default_rng(0).standard_normal(20000).astype("float32"))
     data = codec.encode(0.1 * wave, 16000)
     assert codec.decode(data)[0].numel() == 20000
+
+
+def test_table_from_counts_is_add_one_smoothed_and_clamped():
+    # (ones + 1) / (total + 2) on the 1/65536 grid, worked by hand; counts past
+    # 2^17 would round to 0 or 65536, which a range coder cannot take.
+    total = 1_000_000
+    ones = torch.tensor([0, 1, 499_999, total - 1, total])
+    table = entropy.table_from_counts(ones, total)
+    assert table.dtype == torch.int32
+    assert table.tolist() == [1, 1, 32768, 65535, 65535]
+    assert entropy.table_from_counts(torch.tensor([0, 1, 2, 3]), 3).tolist() == [
+        13107,  # 1/5 of 65536 = 13107.2
+        26214,  # 2/5
+        39322,  # 3/5 = 39321.6
+        52429,  # 4/5 = 52428.8
+    ]

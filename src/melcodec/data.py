@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,10 +149,9 @@ def load_clips(
         raise UsageError(f"no audio files in {folder}")
     key = _cache_key(files)
     cache_path = Path(cache) if cache else cache_dir() / f"clips-{key[:16]}.pt"
-    if cache_path.exists():
-        saved = torch.load(cache_path, weights_only=True)
-        if saved.get("key") == key:
-            return saved["tiles"], saved["stats"]
+    saved = _read_cache(cache_path)
+    if saved is not None and saved.get("key") == key:
+        return saved["tiles"], saved["stats"]
     kept: list[torch.Tensor] = []
     stats = {"files_found": len(files), "files_used": 0, "files_unreadable": 0}
     stats |= {"clips_used": 0, "clips_silent": 0}
@@ -183,6 +183,22 @@ def load_clips(
     blob = {"key": key, "tiles": result, "stats": stats}
     atomic_write(cache_path, lambda fh: torch.save(blob, fh))
     return result, stats
+
+
+def _read_cache(path: Path) -> dict | None:
+    """A cache file's contents, or None where it is missing or not a clip cache.
+
+    Tensors and plain containers only (``weights_only``): a cache folder may be
+    shared, and a planted pickle must not run code. Whatever cannot be read is
+    rebuilt and replaced.
+    """
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def cache_dir() -> Path:

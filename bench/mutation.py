@@ -1,0 +1,206 @@
+"""Mutation testing of the codec core and the training step (mutmut).
+
+mutmut rewrites every function of the modules below into many one-change
+copies (an operator flipped, a constant moved, an argument dropped, ...) and
+runs, for each, the default test suite's tests that reach that function. A
+mutant the tests do not notice ("survived") is either a gap in the tests or a
+change that cannot alter behaviour; each survivor of the last run is listed in
+bench/results/mutation.md with the reason from bench/mutation_notes.json, or as
+"unexplained" where it has none.
+
+The run happens in a copy of the working tree (``--workdir``), so the checkout is
+never modified. Tests that start ``melcodec`` as a subprocess run the installed
+package, not the mutant: they cannot kill a mutant and are not counted against one.
+
+    python bench/mutation.py [--jobs 2] [--workdir runs/mutation] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from common import ROOT, machine, save
+
+MODULES = [
+    "bitstream",
+    "entropy",
+    "tables",
+    "mel",
+    "griffinlim",
+    "tiles",
+    "frontend",
+    "codec",
+    "metrics",
+    "trainstep",
+    "data",
+]
+# What the tests read besides src/ and tests/ (README's example, the shipped models...).
+ALSO_COPY = ["README.md", "models/", "docs/", "examples/", "bench/", "bin/", ".ci/"]
+NOTES = ROOT / "bench" / "mutation_notes.json"
+# mutmut's exit-code meanings (mutmut.stats.status_by_exit_code), reduced to ours.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout"}
+STATUS.update({-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"})
+STATUS.update({-11: "crashed", -9: "crashed", 37: "killed", None: "not checked"})
+
+
+def config() -> str:
+    lines = ["[mutmut]", "source_paths=src/melcodec", "only_mutate="]
+    lines += [f"    src/melcodec/{m}.py" for m in MODULES]
+    lines += ["also_copy="] + [f"    {p}" for p in ALSO_COPY]
+    lines += ["pytest_add_cli_args_test_selection=tests/"]
+    # torch is not fork-safe once its thread pools exist: fork workers from a clean server.
+    lines += ["process_isolation=forkserver"]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(workdir: Path) -> None:
+    """A fresh copy of the tracked (and new, not ignored) files, with mutmut's config."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = ROOT / name.decode()
+        if src.is_file():
+            dst = workdir / name.decode()
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    (workdir / "setup.cfg").write_text(config())
+
+
+def statuses(workdir: Path) -> dict[str, str]:
+    """Mutant name -> status, from the .meta files mutmut keeps per module."""
+    out = {}
+    for module in MODULES:
+        meta = workdir / "mutants" / "src" / "melcodec" / f"{module}.py.meta"
+        if not meta.exists():
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        for name, code in codes.items():
+            out[name] = STATUS.get(code, "suspicious")
+    return out
+
+
+def diff(workdir: Path, name: str) -> str:
+    """The changed line(s) of one mutant, as mutmut shows them."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    ).stdout
+    changed = [
+        line for line in shown.splitlines() if re.match(r"^[-+](?![-+])", line) and line[1:].strip()
+    ]
+    return "\n".join(changed)
+
+
+def module_of(name: str) -> str:
+    return name.split(".")[1]
+
+
+def function_of(name: str) -> str:
+    short = name.split(".", 2)[2]
+    return re.sub(r"__mutmut_\d+$", "", short.removeprefix("x_")).replace("ǁ", ".")
+
+
+def report(workdir: Path) -> None:
+    timing = workdir / "seconds.txt"
+    seconds = float(timing.read_text()) if timing.exists() else None
+    found = statuses(workdir)
+    if not found:
+        raise SystemExit(f"no mutmut results in {workdir}; run without --report-only first")
+    notes = json.loads(NOTES.read_text()) if NOTES.exists() else {}
+    by_module: dict[str, Counter] = {m: Counter() for m in MODULES}
+    for name, status in found.items():
+        by_module[module_of(name)][status] += 1
+    total = Counter(found.values())
+    checked = sum(total.values()) - total["not checked"]
+    killed = total["killed"] + total["timeout"]
+    score = killed / checked if checked else 0.0
+    survivors = sorted(n for n, s in found.items() if s in ("survived", "no tests", "suspicious"))
+    rows = []
+    for name in survivors:
+        rows.append(
+            {
+                "mutant": name,
+                "status": found[name],
+                "function": function_of(name),
+                "diff": diff(workdir, name),
+                "why": notes.get(name, "unexplained"),
+            }
+        )
+    kinds = ["killed", "timeout", "survived", "no tests", "suspicious", "not checked"]
+    lines = [
+        "# Mutation testing: codec core and training step",
+        "",
+        f"`python bench/mutation.py` (mutmut, {machine()['cpu']}, {machine()['date']}"
+        + (f", {seconds / 60:.0f} min" if seconds else "")
+        + "). A timeout counts as killed (the mutant hangs or slows a test 15-fold).",
+        "",
+        f"**{killed} of {checked} mutants killed: {100 * score:.1f} %.** "
+        f"{len(rows)} survive; {sum(r['why'] == 'unexplained' for r in rows)} unexplained.",
+        "",
+        "| module | mutants | " + " | ".join(kinds) + " | killed % |",
+        "|---|---:|" + "---:|" * len(kinds) + "---:|",
+    ]
+    for module, counts in by_module.items():
+        n = sum(counts.values())
+        done = n - counts["not checked"]
+        pct = 100 * (counts["killed"] + counts["timeout"]) / done if done else 0.0
+        cells = " | ".join(str(counts[k]) for k in kinds)
+        lines.append(f"| {module} | {n} | {cells} | {pct:.1f} |")
+    lines += ["", "## Survivors", ""]
+    for row in rows:
+        lines.append(f"- `{row['mutant']}` ({row['status']}): {row['why']}")
+        if row["diff"]:
+            lines += ["  ```diff"] + [f"  {d}" for d in row["diff"].splitlines()] + ["  ```"]
+    payload = {
+        "machine": machine(),
+        "seconds": seconds,
+        "modules": MODULES,
+        "counts": {m: dict(c) for m, c in by_module.items()},
+        "killed": killed,
+        "checked": checked,
+        "score": score,
+        "survivors": rows,
+    }
+    save("mutation", payload, "\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "mutation")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the last run"
+    )
+    args = parser.parse_args()
+    workdir = args.workdir.resolve()
+    if not args.report_only:
+        prepare(workdir)
+        start = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
+            cwd=workdir,
+            check=True,
+        )
+        (workdir / "seconds.txt").write_text(f"{time.monotonic() - start:.0f}\n")
+    report(workdir)
+
+
+if __name__ == "__main__":
+    main()
