@@ -63,6 +63,22 @@ def test_decoded_lengths_are_exact(codec, case):
     assert torch.isfinite(src).all()
 
 
+@pytest.mark.parametrize("rate", [limits.MIN_RATE, limits.MAX_RATE])
+def test_encode_takes_the_edge_rates(codec, rate):
+    data = codec.encode(synth(rate // 10, rate)[:, 0], rate)
+    assert (_header(data).source_sample_rate, _header(data).source_num_samples) == (
+        rate,
+        rate // 10,
+    )
+
+
+def test_encode_reports_progress_in_tiles(codec):
+    seen = []
+    data = codec.encode(synth(16000 * 9, 16000)[:, 0], 16000, progress=lambda *a: seen.append(a))
+    tiles = _header(data).num_tiles
+    assert tiles == 3 and seen and seen[-1] == (tiles, tiles)
+
+
 def test_decode_to_another_rate(codec):
     n = 20_000
     data = codec.encode(synth(n, 16000)[:, 0], 16000)
@@ -301,6 +317,35 @@ def test_bad_tables_and_ids_rejected():
         entropy.probability_model(99, None)
     with pytest.raises(FormatError):
         entropy.UniformBits().decode(entropy.RAW, b"\0" * 100, SHAPE)
+
+
+@pytest.mark.parametrize(
+    "size, coding, length",
+    [
+        (32, entropy.RAW, 4),  # the coded tile (one 4-byte word) ties the raw 4 bytes: raw
+        (40, entropy.RANGE_CODED, 4),  # one word beats 5 raw bytes
+    ],
+)
+def test_static_bernoulli_chooses_raw_on_ties(size, coding, length):
+    bits = (np.random.default_rng(0).random(size) < 0.1).astype(np.uint8)
+    model = entropy.StaticBernoulli(np.full(size, entropy.PROB_ONE // 10))
+    got, payload = model.encode(bits)
+    assert (got, len(payload)) == (coding, length)
+    np.testing.assert_array_equal(model.decode(got, payload, (size,)), bits)
+
+
+def test_probability_model_errors_say_what_is_wrong():
+    from melcodec.errors import FormatError
+
+    with pytest.raises(FormatError, match="uniform model cannot read coding 1"):
+        entropy.UniformBits().decode(entropy.RANGE_CODED, b"", SHAPE)
+    with pytest.raises(FormatError, match="raw payload has 3 bytes, expected 4"):
+        entropy.unpack(b"abc", (4, 8))
+    with pytest.raises(FormatError, match="raw payload has 3 bytes, expected 5"):
+        entropy.unpack(b"abc", (33,))
+    model = entropy.StaticBernoulli(np.full((2, 4), 100))
+    with pytest.raises(ValueError, match=r"bits of shape \(8,\), table of shape \(2, 4\)"):
+        model.encode(np.zeros(8, np.uint8))
 
 
 # ---------------------------------------------------------------------------

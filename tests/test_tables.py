@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from melcodec import Codec, entropy, load_model, tables
@@ -73,3 +74,26 @@ def test_table_from_counts_is_add_one_smoothed_and_clamped():
         39322,  # 3/5 = 39321.6
         52429,  # 4/5 = 52428.8
     ]
+
+
+def test_fit_to_another_file_keeps_the_original_and_the_recipe(tiny_loaded, tmp_path):
+    from melcodec import zoo
+
+    tiny_model_path = tmp_path / "trained.pt"
+    zoo.save_model(tiny_model_path, tiny_loaded.net, tiny_loaded.card, {"loss": "nlpd"})
+    before = tiny_model_path.read_bytes()
+    out = tmp_path / "fitted.pt"
+    tiles_ = torch.rand(5, 1, 256, 256, generator=torch.Generator().manual_seed(2))
+    seen = []
+    info = tables.fit_static_table(
+        tiny_model_path, tiles_, out=out, progress=lambda *a: seen.append(a)
+    )
+    assert tiny_model_path.read_bytes() == before
+    assert seen and seen[-1] == (5, 5)
+    fitted, original = load_model(out), load_model(tiny_model_path)
+    assert fitted.recipe == original.recipe == {"loss": "nlpd"}
+    # The card's entropy is the table's own: sum of H(p) over positions, in bits.
+    p = fitted.probability["static_bernoulli"].double().numpy() / entropy.PROB_ONE
+    entropy_bits = float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)).sum())
+    assert info["entropy_bits_per_tile"] == pytest.approx(entropy_bits, rel=1e-9)
+    assert fitted.card["probability"]["static_bernoulli"] == info
