@@ -79,6 +79,16 @@ def test_encode_reports_progress_in_tiles(codec):
     assert tiles == 3 and seen and seen[-1] == (tiles, tiles)
 
 
+def test_decode_is_its_stages_in_order(codec):
+    # decode_logmel + frontend.synthesise is how benchmarks time the stages apart.
+    data = codec.encode(synth(16000 * 6, 16000)[:, 0], 16000)
+    logmel = codec.decode_logmel(codec.open(io.BytesIO(data)))
+    assert logmel.shape == (MEL.n_mels, 2 * 256)
+    options = DecodeOptions(gl_iters=2, match_level=False)
+    wave = frontend.synthesise(logmel, 16000 * 6, 2, options.gl_momentum)
+    assert torch.equal(codec.decode(data, options)[0], wave)
+
+
 def test_decode_to_another_rate(codec):
     n = 20_000
     data = codec.encode(synth(n, 16000)[:, 0], 16000)

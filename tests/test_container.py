@@ -108,8 +108,11 @@ def test_reader_fetches_tile_directly():
 
 
 def test_writer_rejects_bad_arguments():
-    with pytest.raises(ValueError):
-        _write(make_header(2), _chunks())  # 3 chunks for 2 tiles
+    with pytest.raises(ValueError, match="3 chunks for a header of 2 tiles"):
+        _write(make_header(2), _chunks())
+    old = dataclasses.replace(make_header(3), version=(1, 0))
+    with pytest.raises(ValueError, match=f"makes version {bitstream.MAJOR}.{bitstream.MINOR} only"):
+        _write(old, _chunks())
 
 
 @pytest.mark.parametrize(
@@ -342,7 +345,7 @@ def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
 def test_crafted_chunk_fields_are_refused(changes, message):
     header, chunks = make_header(3), _chunks()
     chunks[1] = dataclasses.replace(chunks[1], **changes)
-    with pytest.raises(FormatError, match=message):
+    with pytest.raises(FormatError, match=f"tile 1 is invalid: {message}"):
         _write(header, chunks)  # the writer refuses it too
     reader = _reader(bitstream.pack_unchecked(header, chunks))
     assert reader.chunk(0) == _chunks()[0]

@@ -74,6 +74,25 @@ def test_pseudo_inverse_is_what_the_regularised_one_avoids():
         mel.inverse_matrix("nonsense")
 
 
+def test_nnls_inverse_descends_from_the_band_spread_and_stays_non_negative():
+    x = _signal()
+    logmel = mel.log_mel(audio.fit_length(x, mel.padded_length(40)))
+    target = torch.exp(logmel) - MEL.log_eps
+    fb = mel.filterbank().float()
+
+    def residual(spec):
+        return float((fb @ spec - target).norm() / target.norm())
+
+    spread = mel.inverse_log_mel(logmel, method="interp")
+    assert torch.equal(mel.inverse_log_mel(logmel, method="nnls", strength=0), spread)
+    ten = mel.inverse_log_mel(logmel, method="nnls", strength=10)
+    fifty = mel.inverse_log_mel(logmel, method="nnls", strength=50)
+    assert residual(spread) > residual(ten) > residual(fifty)
+    assert residual(fifty) < 0.5 * residual(spread)
+    assert (fifty >= 0).all() and (fifty == 0).any()  # the projection clips, not a shift
+    assert mel.parse_inverse("nnls:50") == ("nnls", 50.0)
+
+
 # ---------------------------------------------------------------------------
 # Phase: PGHI start and fast Griffin-Lim's momentum
 # ---------------------------------------------------------------------------

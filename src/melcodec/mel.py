@@ -14,7 +14,6 @@ import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as T
 
-from . import limits
 from .melconfig import MEL, MelConfig
 
 
@@ -77,18 +76,6 @@ def inverse_matrix(method: str, strength: float = 0.0, cfg: MelConfig = MEL) -> 
     else:
         raise ValueError(f"unknown inverse mel method {method!r}")
     return inv.float()
-
-
-def num_frames(num_samples: int, cfg: MelConfig = MEL) -> int:
-    """Frames of an uncentred STFT over ``num_samples`` (0 when shorter than a window)."""
-    if num_samples < cfg.n_fft:
-        return 0
-    return (num_samples - cfg.n_fft) // cfg.hop_length + 1
-
-
-def frames_to_cover(num_samples: int, cfg: MelConfig = MEL) -> int:
-    """Frames needed so that synthesis can rebuild every sample (``limits.frames_to_cover``)."""
-    return limits.frames_to_cover(num_samples, cfg.n_fft, cfg.hop_length)
 
 
 def padded_length(frames: int, cfg: MelConfig = MEL) -> int:
