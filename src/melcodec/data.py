@@ -21,7 +21,9 @@ from .atomic import atomic_write
 from .errors import AudioError, UsageError
 from .recipes import NOISE_KINDS
 
-CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)  # 67,328 = 4.208 s at 16 kHz
+# 67,324 samples (4.208 s at 16 kHz): the fewest that make 256 frames; the paper's
+# 67,328-sample clips make 256 too (4 samples past the last window are unused).
+CLIP_SAMPLES = mel.padded_length(tiles.TILE_FRAMES)
 # A clip whose log-mel range is below this (about 30 dB) is silence or near it.
 MIN_CLIP_RANGE = 3.5
 CACHE_VERSION = 1
