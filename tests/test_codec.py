@@ -79,6 +79,13 @@ def test_encode_reports_progress_in_tiles(codec):
     assert tiles == 3 and seen and seen[-1] == (tiles, tiles)
 
 
+def test_decode_reports_the_networks_then_griffin_lim(codec):
+    data = codec.encode(synth(16000 * 6, 16000)[:, 0], 16000)
+    seen = []
+    codec.decode(data, FAST, progress=lambda *a: seen.append(a))
+    assert seen == [(2, 4), (4, 4)]  # 2 tiles: both through the networks, then phase
+
+
 def test_decode_is_its_stages_in_order(codec):
     # decode_logmel + frontend.synthesise is how benchmarks time the stages apart.
     data = codec.encode(synth(16000 * 6, 16000)[:, 0], 16000)
@@ -342,6 +349,23 @@ def test_static_bernoulli_chooses_raw_on_ties(size, coding, length):
     got, payload = model.encode(bits)
     assert (got, len(payload)) == (coding, length)
     np.testing.assert_array_equal(model.decode(got, payload, (size,)), bits)
+
+
+def test_static_bernoulli_decodes_to_uint8_and_refuses_malformed_chunks():
+    from melcodec.errors import FormatError
+
+    model = entropy.StaticBernoulli(np.full((8, 8), 3000))
+    bits = np.zeros((8, 8), np.uint8)
+    bits[1, 2] = 1
+    coding, payload = model.encode(bits)
+    assert coding == entropy.RANGE_CODED
+    decoded = model.decode(coding, payload, (8, 8))
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, bits)
+    with pytest.raises(FormatError, match=r"latent shape \(4, 16\) does not match the table"):
+        model.decode(coding, payload, (4, 16))
+    for bad_coding, bad_payload in [(entropy.RANGE_CODED, b"abc"), (7, b"abcd")]:
+        with pytest.raises(FormatError, match="^range-coded payload is malformed$"):
+            model.decode(bad_coding, bad_payload, (8, 8))
 
 
 def test_probability_model_errors_say_what_is_wrong():

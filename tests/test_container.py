@@ -364,5 +364,5 @@ def test_a_crafted_range_payload_is_a_format_error_not_an_assertion(
     payload = np.full(8, 0xFFFFFFFF, "<u4").tobytes()
     chunks[1] = dataclasses.replace(chunks[1], coding=1, payload=payload)
     crafted = bitstream.pack_unchecked(header, chunks)
-    with pytest.raises(FormatError, match="range-coded payload cannot be decoded"):
+    with pytest.raises(FormatError, match=r"range-coded payload cannot be decoded \(\w+Error\)"):
         codec.decode(crafted, FAST)
