@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from conftest import invoke, synth
 
-from melcodec import audio, bitstream, griffinlim, limiter, listening, loudness, mel
+from melcodec import audio, bitstream, frontend, griffinlim, limiter, listening, loudness, mel
 from melcodec.codec import LEVEL_SPANS, Codec, DecodeOptions
 from melcodec.mel import MEL
 
@@ -72,6 +72,21 @@ def test_pseudo_inverse_is_what_the_regularised_one_avoids():
     assert float(inv.abs().max()) < 2
     with pytest.raises(ValueError, match="unknown inverse"):
         mel.inverse_matrix("nonsense")
+
+
+def test_synthesis_uses_the_inverse_it_is_given():
+    logmel = mel.log_mel(audio.fit_length(_signal(), mel.padded_length(60)))
+    n = mel.padded_length(60)
+
+    def synth_with(inverse):
+        return frontend.synthesise(logmel, n, 2, 0.99, inverse=inverse)
+
+    default = synth_with(mel.DEFAULT_INVERSE)
+    assert torch.equal(synth_with("tsvd:0.01"), default)
+    spread = synth_with("interp")
+    assert not torch.allclose(spread, default, atol=1e-3)
+    mag = mel.inverse_log_mel(logmel, method="interp")
+    assert torch.equal(spread, griffinlim.griffin_lim(mag, n, 2, 0.99))
 
 
 def test_nnls_inverse_descends_from_the_band_spread_and_stays_non_negative():
