@@ -74,6 +74,26 @@ def test_pseudo_inverse_is_what_the_regularised_one_avoids():
         mel.inverse_matrix("nonsense")
 
 
+def test_inverse_specs_are_parsed_and_checked_before_any_work():
+    assert mel.parse_inverse("tsvd:0.01") == ("tsvd", 0.01)
+    assert mel.parse_inverse("pinv") == ("pinv", 0.0)
+    assert mel.parse_inverse("tikhonov:0.001") == ("tikhonov", 0.001)
+    assert mel.parse_inverse("nnls:20") == ("nnls", 20.0)
+    for spec in ["tsvd:x", "tsvd:0.01:3"]:
+        with pytest.raises(ValueError, match=f"bad inverse mel strength in '{spec}'"):
+            mel.parse_inverse(spec)
+    with pytest.raises(ValueError, match="unknown inverse mel method 'nonsense'"):
+        mel.parse_inverse("nonsense:1")
+    with pytest.raises(ValueError, match="'tikhonov' is singular: give it a strength > 0"):
+        mel.parse_inverse("tikhonov")
+    # A method without a strength is that method at strength 0.
+    logmel = mel.log_mel(audio.fit_length(_signal(), mel.padded_length(20)))
+    assert torch.equal(
+        mel.inverse_log_mel(logmel, method="tsvd"),
+        mel.inverse_log_mel(logmel, method="tsvd", strength=0.0),
+    )
+
+
 def test_synthesis_uses_the_inverse_it_is_given():
     logmel = mel.log_mel(audio.fit_length(_signal(), mel.padded_length(60)))
     n = mel.padded_length(60)

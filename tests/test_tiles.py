@@ -28,3 +28,7 @@ def test_scaling_with_another_range_is_clipped_to_the_unit_interval():
     assert torch.equal(flat, torch.zeros(1, 2, 2))  # a silent tile: no division by zero
     back = tiles.unscale(scaled, torch.tensor([0.0]), torch.tensor([4.0]))
     assert back.tolist() == [[[0.0, 0.0, 2.0, 4.0, 4.0]]]
+    narrow = tiles.unscale(
+        torch.tensor([[[0.0, 0.5, 1.0]]]), torch.tensor([1.0]), torch.tensor([1.5])
+    )
+    assert narrow.tolist() == [[[1.0, 1.25, 1.5]]]

@@ -111,7 +111,10 @@ def parse_inverse(spec: str) -> tuple[str, float]:
     except ValueError:
         raise ValueError(f"bad inverse mel strength in {spec!r}") from None
     if method != "nnls":
-        inverse_matrix(method, value)
+        try:
+            inverse_matrix(method, value)
+        except torch.linalg.LinAlgError:
+            raise ValueError(f"inverse mel {spec!r} is singular: give it a strength > 0") from None
     return method, value
 
 
