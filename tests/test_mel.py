@@ -24,3 +24,10 @@ def test_analysis_runs_where_its_input_lives():
     # the input (a CUDA batch in training) without needing a GPU.
     out = mel.log_mel(torch.zeros(2, mel.padded_length(8), device="meta"))
     assert out.device.type == "meta" and out.shape == (2, 256, 8)
+
+
+def test_the_inverse_runs_where_its_input_lives():
+    logmel = torch.zeros(256, 8, device="meta")
+    for method, strength in [(None, 0.0), ("interp", 0.0), ("nnls", 3)]:
+        out = mel.inverse_log_mel(logmel, method=method, strength=strength)
+        assert out.device.type == "meta" and out.shape == (MEL.n_fft // 2 + 1, 8)

@@ -91,8 +91,9 @@ def log_mel(wave: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
 
 def nnls(mel: torch.Tensor, start: torch.Tensor, steps: int, cfg: MelConfig = MEL) -> torch.Tensor:
     """``steps`` of projected gradient for min ||F s - mel||^2 over s >= 0."""
-    fb = filterbank(cfg).float().to(mel.device)
+    fb = filterbank(cfg).float()
     rate = 1 / float(torch.linalg.matrix_norm(fb, ord=2)) ** 2
+    fb = fb.to(mel.device)
     s = start.clamp_min(0)
     for _ in range(steps):
         s = (s - rate * (fb.T @ (fb @ s - mel))).clamp_min(0)
