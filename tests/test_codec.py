@@ -84,6 +84,7 @@ def test_decode_reports_the_networks_then_griffin_lim(codec):
     seen = []
     codec.decode(data, FAST, progress=lambda *a: seen.append(a))
     assert seen == [(2, 4), (4, 4)]  # 2 tiles: both through the networks, then phase
+    assert all(type(v) is int for pair in seen for v in pair)
 
 
 def test_decode_is_its_stages_in_order(codec):
@@ -480,3 +481,6 @@ def test_duration_limit_is_shared_by_encoder_and_decoder(tiny_loaded):
         codec.decode(data, DecodeOptions(gl_iters=0, max_hours=1.8 / 3600))
     out, _ = codec.decode(data, DecodeOptions(gl_iters=0, max_hours=2.1 / 3600))
     assert out.numel() == 32_000
+    # To the sample: a limit one sample short of the file refuses it.
+    with pytest.raises(FormatError, match="over the limit"):
+        codec.decode(data, DecodeOptions(gl_iters=0, max_hours=31_999 / 16000 / 3600))
