@@ -95,6 +95,9 @@ def test_decode_is_its_stages_in_order(codec):
     options = DecodeOptions(gl_iters=2, match_level=False)
     wave = frontend.synthesise(logmel, 16000 * 6, 2, options.gl_momentum)
     assert torch.equal(codec.decode(data, options)[0], wave)
+    # Each synthesis option reaches synthesis.
+    spread = DecodeOptions(gl_iters=2, match_level=False, inverse_mel="interp")
+    assert not torch.equal(codec.decode(data, spread)[0], wave)
 
 
 def test_decode_to_another_rate(codec):
