@@ -24,6 +24,8 @@ def test_analysis_runs_where_its_input_lives():
     # the input (a CUDA batch in training) without needing a GPU.
     out = mel.log_mel(torch.zeros(2, mel.padded_length(8), device="meta"))
     assert out.device.type == "meta" and out.shape == (2, 256, 8)
+    # ... and leaves the CPU's analysis where it was.
+    assert torch.isfinite(mel.log_mel(torch.zeros(mel.padded_length(8)))).all()
 
 
 def test_the_inverse_runs_where_its_input_lives():

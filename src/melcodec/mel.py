@@ -17,13 +17,15 @@ import torchaudio.transforms as T
 from .melconfig import MEL, MelConfig
 
 
-@lru_cache(maxsize=4)
-def _mel_transform(cfg: MelConfig) -> T.MelSpectrogram:
+@lru_cache(maxsize=8)
+def _mel_transform(cfg: MelConfig, device: torch.device) -> T.MelSpectrogram:
+    # One per device: Module.to moves in place, so a shared one would bounce
+    # between the CPU and a training GPU (or be stranded on the meta device).
     # With 256 bands over 513 bins one filter is empty; torchaudio warns about it,
     # and that band is expected (it pins every spectrogram's minimum at log(eps)).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return T.MelSpectrogram(
+        transform = T.MelSpectrogram(
             sample_rate=cfg.sample_rate,
             n_fft=cfg.n_fft,
             win_length=cfg.n_fft,
@@ -36,6 +38,7 @@ def _mel_transform(cfg: MelConfig) -> T.MelSpectrogram:
             norm=None,
             mel_scale="htk",
         )
+    return transform.to(device)
 
 
 def filterbank(cfg: MelConfig = MEL) -> torch.Tensor:
@@ -85,7 +88,7 @@ def padded_length(frames: int, cfg: MelConfig = MEL) -> int:
 
 def log_mel(wave: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
     """``[..., samples]`` waveform -> ``[..., n_mels, frames]`` log-magnitude mel."""
-    mel = _mel_transform(cfg).to(wave.device)(wave)
+    mel = _mel_transform(cfg, wave.device)(wave)
     return torch.log(mel + cfg.log_eps)
 
 
