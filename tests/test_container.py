@@ -146,6 +146,9 @@ def test_header_table_in_docs_follows_the_field_table():
 
     docs = (Path(__file__).parents[1] / "docs" / "format.md").read_text()
     assert bitstream.markdown_table() in docs
+    assert bitstream.markdown_table().startswith(
+        "| offset | size | type | field |\n|---|---|---|---|\n| 0 | 4 | bytes | magic"
+    )
     # The struct follows the same table: each field at the offset the table gives.
     data = _write(make_header(3), _chunks())
     rows = [line.split(" | ") for line in bitstream.markdown_table().splitlines()[2:]]

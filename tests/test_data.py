@@ -298,6 +298,14 @@ def test_a_planted_cache_runs_no_code_and_is_rebuilt(music_folder, tmp_path):
     assert torch.equal(torch.load(cache, weights_only=True)["tiles"], clips)
 
 
+def test_a_cache_of_another_shape_is_rebuilt(music_folder, tmp_path):
+    cache = tmp_path / "clips.pt"
+    torch.save(torch.zeros(3), cache)  # loads under weights_only, but is not a clip cache
+    clips, _ = data.load_clips(music_folder, cache=cache)
+    assert clips.shape == (2, 1, 256, 256)
+    assert torch.equal(torch.load(cache, weights_only=True)["tiles"], clips)
+
+
 class _Planted:
     def __init__(self, path: str):
         self.path = path

@@ -124,6 +124,9 @@ def test_nnls_inverse_descends_from_the_band_spread_and_stays_non_negative():
     fifty = mel.inverse_log_mel(logmel, method="nnls", strength=50)
     assert residual(spread) > residual(ten) > residual(fifty)
     assert residual(fifty) < 0.5 * residual(spread)
+    # The step is 1 / ||F||^2 (the largest that always descends): pinned by the path.
+    assert residual(ten) == pytest.approx(0.02218, rel=0.01)
+    assert residual(fifty) == pytest.approx(0.001249, rel=0.02)
     assert (fifty >= 0).all() and (fifty == 0).any()  # the projection clips, not a shift
     assert mel.parse_inverse("nnls:50") == ("nnls", 50.0)
 
