@@ -393,3 +393,17 @@ def test_nlpd_noise_worse_than_blur_at_equal_mse_on_spectrogram():
         d_blur, d_noise = nlpd(x, blurred), nlpd(x, noisy)
         assert (d_noise > 1.5 * d_blur).all(), (sigma, d_blur, d_noise)
         assert (msssim(x, noisy) < msssim(x, blurred)).all()
+
+
+@pytest.mark.parametrize(
+    "side, win", [(256, 11), (161, 11), (160, 9), (129, 9), (128, 7), (97, 7), (64, 3), (33, 3)]
+)
+def test_msssim_window_is_the_largest_that_its_coarsest_scale_holds(side, win):
+    # 5 scales: the coarsest is side / 16 and must exceed win - 1.
+    assert metrics._msssim_win_size(side, 300) == win
+    assert metrics._msssim_win_size(300, side) == win
+
+
+def test_msssim_refuses_images_its_coarsest_scale_cannot_hold():
+    with pytest.raises(ValueError, match=r"MS-SSIM needs H, W >= 33, got \(32, 64\)"):
+        metrics._msssim_win_size(32, 64)
