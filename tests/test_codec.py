@@ -455,6 +455,18 @@ def test_griffinlim_long_input_in_blocks(monkeypatch):
         assert err[near].max() < 1.25 * err_whole[near].max() + 0.05, f"join at frame {j}"
     # Away from joins the blocks converge as well as one long run.
     assert err.median() < 1.2 * err_whole.median()
+    # The first block is a plain run up to its first crossfade, from sample 0 on.
+    first, _ = griffinlim._run(
+        mag[:, :300], None, 8, 0.99, torch.Generator().manual_seed(0), MEL, "pghi"
+    )
+    torch.testing.assert_close(out[: 280 * HOP], first[: 280 * HOP], rtol=0, atol=0)
+    # The last block reaches the end: nothing is cut off the tail.
+    assert out[-HOP:].abs().max() > 0.1 * x[-HOP:].abs().max()
+    # Blocks draw from the decode's own generator, never the global one.
+    torch.manual_seed(1)
+    a = griffinlim.griffin_lim(mag, n, n_iter=1, seed=0, start="random")
+    torch.manual_seed(2)
+    assert torch.equal(a, griffinlim.griffin_lim(mag, n, n_iter=1, seed=0, start="random"))
 
 
 def test_griffinlim_seeded():
