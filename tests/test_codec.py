@@ -438,7 +438,9 @@ def test_griffinlim_long_input_in_blocks(monkeypatch):
     monkeypatch.setattr(griffinlim, "BLOCK_FRAMES", 300)
     monkeypatch.setattr(griffinlim, "OVERLAP_FRAMES", 16)
     assert frames > 3 * 300
-    out = griffinlim.griffin_lim(mag, n, n_iter=8, seed=0)
+    seen = []
+    out = griffinlim.griffin_lim(mag, n, n_iter=8, seed=0, progress=lambda *a: seen.append(a))
+    assert seen == [(min(stop, frames), frames) for stop in range(300, frames + 284, 284)]
     assert out.shape == (n,)
     assert torch.isfinite(out).all()
     assert out.abs().max() < 4 * x.abs().max()
@@ -460,6 +462,15 @@ def test_griffinlim_long_input_in_blocks(monkeypatch):
         mag[:, :300], None, 8, 0.99, torch.Generator().manual_seed(0), MEL, "pghi"
     )
     torch.testing.assert_close(out[: 280 * HOP], first[: 280 * HOP], rtol=0, atol=0)
+    # The second block starts from the first's last 16 phases, crossfades linearly
+    # over those 16 frames, and is copied as it is after them.
+    gen = torch.Generator().manual_seed(0)
+    _, angles = griffinlim._run(mag[:, :300], None, 8, 0.99, gen, MEL, "pghi")
+    second, _ = griffinlim._run(mag[:, 284:584], angles[:, -16:], 8, 0.99, gen, MEL, "pghi")
+    ramp = torch.linspace(0, 1, 16 * HOP)
+    fade = slice(284 * HOP, 300 * HOP)
+    torch.testing.assert_close(out[fade], first[fade] * (1 - ramp) + second[: 16 * HOP] * ramp)
+    torch.testing.assert_close(out[300 * HOP : 560 * HOP], second[16 * HOP : 276 * HOP])
     # The last block reaches the end: nothing is cut off the tail.
     assert out[-HOP:].abs().max() > 0.1 * x[-HOP:].abs().max()
     # Blocks draw from the decode's own generator, never the global one.
@@ -475,6 +486,10 @@ def test_griffinlim_seeded():
     b = griffinlim.griffin_lim(mag, 8000, n_iter=2, seed=3, start="random")
     c = griffinlim.griffin_lim(mag, 8000, n_iter=2, seed=4, start="random")
     assert torch.equal(a, b) and not torch.equal(a, c)
+    # The random start is uniform on the circle (std of the angle pi / sqrt(3) = 1.81).
+    gen = torch.Generator().manual_seed(0)
+    _, start = griffinlim._run(mag, None, 0, 0.99, gen, MEL, "random")
+    assert 1.7 < float(start.angle().std()) < 1.9
 
 
 def test_decoding_does_not_change_how_a_codec_encodes(codec, uniform_codec):
