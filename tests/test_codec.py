@@ -490,6 +490,8 @@ def test_griffinlim_seeded():
     gen = torch.Generator().manual_seed(0)
     _, start = griffinlim._run(mag, None, 0, 0.99, gen, MEL, "random")
     assert 1.7 < float(start.angle().std()) < 1.9
+    with pytest.raises(ValueError, match="unknown phase start 'zero'"):
+        griffinlim.griffin_lim(mag, 8000, n_iter=0, start="zero")
 
 
 def test_decoding_does_not_change_how_a_codec_encodes(codec, uniform_codec):

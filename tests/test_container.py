@@ -103,7 +103,7 @@ def test_reader_fetches_tile_directly():
     assert reader.chunk(2) == _chunks()[2]
     with pytest.raises(FormatError, match="CRC"):
         reader.chunk(0)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"^tile 3 out of range 0\.\.2$"):
         reader.chunk(3)
 
 
