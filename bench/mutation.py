@@ -158,7 +158,8 @@ def report(workdir: Path) -> None:
         f"Of the survivors, {since} were killed after this run by tests written for them "
         f"(each checked by hand: the mutant, applied alone, fails the test), which would make "
         f"{killed + since} of {checked} ({100 * (killed + since) / checked:.1f} %) on a rerun; "
-        "the rest are equivalent (no input can tell them apart) or harmless, as given."
+        "the rest are equivalent (no input can tell them apart), harmless, or gaps left "
+        f"for later ({sum(r['why'].startswith('Gap') for r in rows)}), as given."
         if since and checked
         else "",
         f"{total['not checked']} mutants were not checked: the run was stopped before them."
