@@ -117,6 +117,11 @@ def function_of(name: str) -> str:
     return re.sub(r"__mutmut_\d+$", "", short.removeprefix("x_")).replace("ǁ", ".")
 
 
+def killed_share(counts: Counter) -> tuple[int, int]:
+    """(killed, checked) of a tally of statuses: a timeout is a kill."""
+    return counts["killed"] + counts["timeout"], sum(counts.values()) - counts["not checked"]
+
+
 def report(workdir: Path) -> None:
     timing = workdir / "seconds.txt"
     seconds = float(timing.read_text()) if timing.exists() else None
@@ -128,8 +133,7 @@ def report(workdir: Path) -> None:
     for name, status in found.items():
         by_module[module_of(name)][status] += 1
     total = Counter(found.values())
-    checked = sum(total.values()) - total["not checked"]
-    killed = total["killed"] + total["timeout"]
+    killed, checked = killed_share(total)
     score = killed / checked if checked else 0.0
     survivors = sorted(n for n, s in found.items() if s in ("survived", "no tests", "suspicious"))
     rows = []
@@ -145,10 +149,11 @@ def report(workdir: Path) -> None:
         )
     kinds = ["killed", "timeout", "survived", "no tests", "suspicious", "not checked"]
     since = sum(r["why"].startswith("Killed since") for r in rows)
+    host = machine()
     lines = [
         "# Mutation testing: codec core and training step",
         "",
-        f"`python bench/mutation.py` (mutmut, {machine()['cpu']}, {machine()['date']}"
+        f"`python bench/mutation.py` (mutmut, {host['cpu']}, {host['date']}"
         + (f", {seconds / 60:.0f} min" if seconds else "")
         + "). A timeout counts as killed (the mutant hangs or slows a test 15-fold).",
         "",
@@ -170,18 +175,17 @@ def report(workdir: Path) -> None:
         "|---|---:|" + "---:|" * len(kinds) + "---:|",
     ]
     for module, counts in by_module.items():
-        n = sum(counts.values())
-        done = n - counts["not checked"]
-        pct = 100 * (counts["killed"] + counts["timeout"]) / done if done else 0.0
+        dead, done = killed_share(counts)
+        pct = 100 * dead / done if done else 0.0
         cells = " | ".join(str(counts[k]) for k in kinds)
-        lines.append(f"| {module} | {n} | {cells} | {pct:.1f} |")
+        lines.append(f"| {module} | {sum(counts.values())} | {cells} | {pct:.1f} |")
     lines += ["", "## Survivors", ""]
     for row in rows:
         lines.append(f"- `{row['mutant']}` ({row['status']}): {row['why']}")
         if row["diff"]:
             lines += ["  ```diff"] + [f"  {d}" for d in row["diff"].splitlines()] + ["  ```"]
     payload = {
-        "machine": machine(),
+        "machine": host,
         "seconds": seconds,
         "modules": MODULES,
         "counts": {m: dict(c) for m, c in by_module.items()},
