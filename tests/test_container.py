@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import OTHER_NAME, TINY_NAME, make_header, synth
 
-from melcodec import bitstream
+from melcodec import bitstream, limits
 from melcodec.codec import Codec, DecodeOptions
 from melcodec.errors import FormatError, ModelError
 
@@ -260,6 +260,34 @@ def test_truncated_at_each_sixteenth(codec, encoded_3_tiles):
 def test_truncated_by_one_byte(codec, encoded_3_tiles):
     with pytest.raises(FormatError, match="truncated"):
         codec.decode(encoded_3_tiles[:-1], FAST)
+
+
+def test_a_file_cut_in_its_chunk_table_is_refused_before_the_table_is_read(encoded_3_tiles):
+    # The table ends 4 * tiles + 4 bytes (entries, then the header's CRC) after the name.
+    header = _reader(encoded_3_tiles).header
+    table_end = len(encoded_3_tiles) - sum(_reader(encoded_3_tiles).lengths)
+    name_end = bitstream._PREFIX.size + bitstream._struct(2).size + 1 + len(header.model_name)
+    assert table_end == name_end + 4 * 3 + 4
+    with pytest.raises(FormatError, match=r"^file truncated in the header's chunk table$"):
+        _reader(encoded_3_tiles[: table_end - 1])
+    # A whole header without its chunks gets past that check and is refused for the chunks.
+    with pytest.raises(FormatError, match=r"^file truncated: \d+ of \d+ bytes missing$"):
+        _reader(encoded_3_tiles[:table_end])
+
+
+@pytest.mark.parametrize(
+    ("tiles", "message"),
+    [
+        (0, "invalid header: 0 tiles"),
+        (1 << 24, "file truncated in the header's chunk table"),  # the limit itself is allowed
+        ((1 << 24) + 1, "invalid header: 16777217 tiles"),
+    ],
+)
+def test_tile_count_limit(tiles, message):
+    assert limits.MAX_TILES == 1 << 24
+    header = make_header(tiles)
+    with pytest.raises(FormatError, match=f"^{message}$"):
+        _reader(bitstream.pack_unchecked(header, []))
 
 
 def test_not_an_mlc_file(codec):
