@@ -329,13 +329,17 @@ def test_uniform_bits_are_packed_msb_first():
 def test_bad_tables_and_ids_rejected():
     from melcodec.errors import FormatError, ModelError
 
-    with pytest.raises(ModelError):
+    outside = "^probability table has values outside 1..65535$"
+    with pytest.raises(ModelError, match=outside):
         entropy.StaticBernoulli(np.zeros(SHAPE))
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match=outside):
         entropy.StaticBernoulli(np.full(SHAPE, entropy.PROB_ONE))
-    with pytest.raises(ModelError):
-        entropy.probability_model(1, None)
-    with pytest.raises(FormatError):
+    entropy.StaticBernoulli(np.full(SHAPE, entropy.PROB_ONE - 1))  # the edges are allowed
+    entropy.StaticBernoulli(np.ones(SHAPE))
+    for tables in (None, {}, {"other": 1}):
+        with pytest.raises(ModelError, match="^this model file has no static-bernoulli"):
+            entropy.probability_model(1, tables)
+    with pytest.raises(FormatError, match="^unknown probability model id 99$"):
         entropy.probability_model(99, None)
     with pytest.raises(FormatError):
         entropy.UniformBits().decode(entropy.RAW, b"\0" * 100, SHAPE)
@@ -515,3 +519,14 @@ def test_duration_limit_is_shared_by_encoder_and_decoder(tiny_loaded):
     # To the sample: a limit one sample short of the file refuses it.
     with pytest.raises(FormatError, match="over the limit"):
         codec.decode(data, DecodeOptions(gl_iters=0, max_hours=31_999 / 16000 / 3600))
+
+
+def test_decoder_precision_comes_from_the_environment(tiny_loaded, monkeypatch):
+    from melcodec.errors import UsageError
+
+    monkeypatch.setenv("MELCODEC_DECODER_PRECISION", "float32")
+    assert Codec(tiny_loaded).fast_decoder.precision == "float32"
+    assert Codec(tiny_loaded, decoder_precision="bfloat16").fast_decoder.precision == "bfloat16"
+    monkeypatch.setenv("MELCODEC_DECODER_PRECISION", "float8")
+    with pytest.raises(UsageError, match="unknown decoder precision 'float8'"):
+        Codec(tiny_loaded)

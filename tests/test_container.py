@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
+import re
 import struct
 import zlib
 
@@ -139,6 +141,57 @@ def test_writer_refuses_what_the_reader_refuses(changes, message):
     if "x" * 256 != header.model_name and header.prob_model_id < 1 << 16:  # can be packed
         with pytest.raises(FormatError, match=message):
             _reader(bitstream.pack_unchecked(header, chunks))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # At the edges: accepted.
+        ({"model_name": "x"}, None),
+        ({"model_name": "x" * 255}, None),
+        ({"f_max": 8000.0, "f_min": 0.0}, None),
+        # Past them: refused, each with its own reason.
+        ({"version": (9, 4)}, "format version 9.4"),
+        ({"model_sha256": bytes(31)}, "model SHA-256 is not 32 bytes"),
+        ({"sample_rate": 1 << 32}, "sample_rate 4294967296 does not fit a u32"),
+        ({"num_samples": 1 << 64}, "num_samples 18446744073709551616 does not fit a u64"),
+        ({"level_spans": 256}, "level_spans 256 does not fit a u8"),
+        ({"sample_rate": 0}, "a zero rate or size"),
+        ({"n_fft": 0}, "a zero rate or size"),
+        ({"hop_length": 0}, "a zero rate or size"),
+        ({"tile_frames": 0}, "a zero rate or size"),
+        ({"log_eps": 0.0}, "mel range 0.0-8000.0 Hz or log epsilon 0.0"),
+        ({"log_eps": -1.0}, "mel range 0.0-8000.0 Hz or log epsilon -1.0"),
+        ({"f_min": 8000.0}, "mel range 8000.0-8000.0 Hz or log epsilon 0.001"),
+        ({"f_max": 8000.5}, "mel range 0.0-8000.5 Hz or log epsilon 0.001"),
+        ({"num_samples": 0}, "no samples"),
+        ({"source_num_samples": 0}, "no samples"),
+    ],
+)
+def test_header_fields_at_and_past_their_limits(changes, message):
+    header = dataclasses.replace(make_header(3), **changes)
+    if message is None:
+        bitstream.validate(header)
+    else:
+        with pytest.raises(FormatError, match=f"^invalid header: {re.escape(message)}$"):
+            bitstream.validate(header)
+
+
+def test_duration_limit_is_inclusive():
+    header = make_header(3)
+    seconds = header.num_samples / header.sample_rate
+    bitstream.validate(header, max_seconds=seconds)
+    # 540.05 s: 0.150014 h, shown to a tenth.
+    n = 8_640_800
+    tiles = limits.num_tiles(n, 1024, 260, 256)
+    long = make_header(tiles, num_samples=n, source_num_samples=n, source_sample_rate=16000)
+    message = (
+        "invalid header: 0.2 h of audio, over the limit of 0.001 h (raise it with --max-hours)"
+    )
+    with pytest.raises(FormatError, match=f"^{re.escape(message)}$"):
+        bitstream.validate(long, max_seconds=3.6)
+    # The most tiles a file may have is allowed, when the duration limit allows it.
+    bitstream.validate(make_header(limits.MAX_TILES), max_seconds=math.inf)
 
 
 def test_header_table_in_docs_follows_the_field_table():
@@ -275,6 +328,39 @@ def test_a_file_cut_in_its_chunk_table_is_refused_before_the_table_is_read(encod
         _reader(encoded_3_tiles[:table_end])
 
 
+def test_reader_messages_say_what_is_wrong(encoded_3_tiles):
+    data = encoded_3_tiles
+    reader = _reader(data)
+    name = reader.header.model_name.encode()
+    total = reader.offsets[-1]
+    assert total == len(data)
+
+    def exactly(message: str, crafted: bytes) -> None:
+        with pytest.raises(FormatError, match=f"^{re.escape(message)}$"):
+            _reader(crafted)
+
+    exactly(f"file truncated: 10 of {total} bytes missing", data[:-10])
+    exactly("7 unexpected bytes after the last tile", data + bytes(7))
+    at = data.index(name)
+    flipped = bytearray(data)
+    flipped[at] ^= 0x20
+    exactly("header is corrupt (CRC32 mismatch)", bytes(flipped))
+    # The same header with a name that is not UTF-8 and a CRC made for it.
+    table_end = total - sum(reader.lengths)
+    head = data[:at] + b"\xff" * len(name) + data[at + len(name) : table_end - 4]
+    exactly(
+        "header is corrupt (model name is not UTF-8)",
+        head + struct.pack("<I", zlib.crc32(head)) + data[table_end:],
+    )
+    # A chunk table entry shorter than a chunk's own fields.
+    entry = table_end - 4 - 4 * 3
+    head = data[:entry] + struct.pack("<I", 3) + data[entry + 4 : table_end - 4]
+    exactly(
+        "invalid header: a chunk shorter than its own fields",
+        head + struct.pack("<I", zlib.crc32(head)) + data[table_end:],
+    )
+
+
 @pytest.mark.parametrize(
     ("tiles", "message"),
     [
@@ -382,6 +468,19 @@ def test_crafted_chunk_fields_are_refused(changes, message):
     assert reader.chunk(0) == _chunks()[0]
     with pytest.raises(FormatError, match=f"tile 1 is invalid: {message}"):
         reader.chunk(1)
+
+
+def test_chunk_field_edges():
+    header = make_header(3)
+    floor = math.log(header.log_eps) - 1e-3
+    edges = {"lo": floor, "hi": limits.MAX_LOG_MEL}
+    bitstream.validate_chunk(1, dataclasses.replace(_chunks()[1], **edges), header)
+    below = dataclasses.replace(_chunks()[1], lo=floor - 0.01)
+    with pytest.raises(FormatError, match=r"^tile 1 is invalid: log-mel range -6\.9"):
+        bitstream.validate_chunk(1, below, header)
+    short = dataclasses.replace(_chunks()[2], levels=b"\0" * 15)
+    with pytest.raises(FormatError, match="^tile 2 has 15 level bytes, not 16$"):
+        bitstream.validate_chunk(2, short, header)
 
 
 def test_a_crafted_range_payload_is_a_format_error_not_an_assertion(
