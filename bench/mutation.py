@@ -12,7 +12,13 @@ The run happens in a copy of the working tree (``--workdir``), so the checkout i
 never modified. Tests that start ``melcodec`` as a subprocess run the installed
 package, not the mutant: they cannot kill a mutant and are not counted against one.
 
-    python bench/mutation.py [--jobs 2] [--workdir runs/mutation] [--report-only]
+    python bench/mutation.py [--jobs 2] [--workdir runs/mutation] [--report-only | --resume]
+
+``--resume`` goes on with the copy a stopped run left: the tests are refreshed
+from the checkout (tests written since count, and mutmut maps tests to functions
+afresh), the mutants not yet checked are run, then every survivor again. It
+refuses when the mutated modules changed since the copy. The report lists each
+run in its history (``history.txt`` in the copy).
 """
 
 from __future__ import annotations
@@ -79,6 +85,49 @@ def prepare(workdir: Path) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     (workdir / "setup.cfg").write_text(config())
+    log(workdir, f"copy of the tree at {commit()}")
+
+
+def commit() -> str:
+    """The checkout's commit, marked when the working tree differs from it."""
+    head = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode
+    return head + (" with uncommitted changes" if dirty else "")
+
+
+def log(workdir: Path, event: str) -> None:
+    with open(workdir / "history.txt", "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} {event}\n")
+
+
+def refresh_tests(workdir: Path) -> None:
+    """The checkout's tests in the copy, and mutmut's test-to-function map rebuilt."""
+    for module in MODULES:
+        src = ROOT / "src" / "melcodec" / f"{module}.py"
+        if src.read_bytes() != (workdir / "src" / "melcodec" / f"{module}.py").read_bytes():
+            raise SystemExit(f"{src.name} changed since the copy: run without --resume")
+    for place in (workdir / "tests", workdir / "mutants" / "tests"):
+        shutil.rmtree(place, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", place, ignore=shutil.ignore_patterns("__pycache__"))
+    (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def run_mutmut(workdir: Path, jobs: int, names: list[str]) -> None:
+    start = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names],
+        cwd=workdir,
+        check=True,
+    )
+    timing = workdir / "seconds.txt"
+    before = float(timing.read_text()) if timing.exists() else 0.0
+    timing.write_text(f"{before + time.monotonic() - start:.0f}\n")
 
 
 def statuses(workdir: Path) -> dict[str, str]:
@@ -125,6 +174,8 @@ def killed_share(counts: Counter) -> tuple[int, int]:
 def report(workdir: Path) -> None:
     timing = workdir / "seconds.txt"
     seconds = float(timing.read_text()) if timing.exists() else None
+    history_file = workdir / "history.txt"
+    history = history_file.read_text().splitlines() if history_file.exists() else []
     found = statuses(workdir)
     if not found:
         raise SystemExit(f"no mutmut results in {workdir}; run without --report-only first")
@@ -171,6 +222,7 @@ def report(workdir: Path) -> None:
         if total["not checked"]
         else "",
         "",
+        *(["History of this result:", "", *(f"- {h}" for h in history), ""] if history else []),
         "| module | mutants | " + " | ".join(kinds) + " | killed % |",
         "|---|---:|" + "---:|" * len(kinds) + "---:|",
     ]
@@ -187,6 +239,7 @@ def report(workdir: Path) -> None:
     payload = {
         "machine": host,
         "seconds": seconds,
+        "history": history,
         "modules": MODULES,
         "counts": {m: dict(c) for m, c in by_module.items()},
         "killed": killed,
@@ -196,7 +249,8 @@ def report(workdir: Path) -> None:
         "killed_since": since,
         "not_checked": total["not checked"],
     }
-    save("mutation", payload, "\n".join(lines))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    save("mutation", payload, text)
 
 
 def main() -> None:
@@ -206,17 +260,27 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the report from the last run"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with a stopped run (see above)"
+    )
     args = parser.parse_args()
     workdir = args.workdir.resolve()
-    if not args.report_only:
-        prepare(workdir)
-        start = time.monotonic()
-        subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
-            cwd=workdir,
-            check=True,
+    if args.resume:
+        refresh_tests(workdir)
+        unchecked = sum(s == "not checked" for s in statuses(workdir).values())
+        run_mutmut(workdir, args.jobs, [])
+        again = [n for n, s in statuses(workdir).items() if s not in ("killed", "timeout")]
+        if again:
+            run_mutmut(workdir, args.jobs, again)
+        log(
+            workdir,
+            f"resumed with the tests at {commit()}: {unchecked} unchecked mutants run, "
+            f"then the {len(again)} not killed run again",
         )
-        (workdir / "seconds.txt").write_text(f"{time.monotonic() - start:.0f}\n")
+    elif not args.report_only:
+        prepare(workdir)
+        run_mutmut(workdir, args.jobs, [])
+        log(workdir, "run")
     report(workdir)
 
 
