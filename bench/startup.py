@@ -21,10 +21,10 @@ EXAMPLE = ROOT / "examples" / "chipdisko-excerpt.flac"
 COMMANDS = {
     "melcodec --help": ["-m", "melcodec", "--help"],
     "melcodec --version": ["-m", "melcodec", "--version"],
-    "melcodec info --no-decode FILE": ["-m", "melcodec", "info", str(GOLDEN), "--no-decode"],
+    "melcodec info FILE": ["-m", "melcodec", "info", str(GOLDEN)],
     "melcodec models": ["-m", "melcodec", "models"],
     "python -c 'import torch'": ["-c", "import torch"],
-    "melcodec info FILE (decodes)": ["-m", "melcodec", "info", str(GOLDEN)],
+    "melcodec info --decode FILE": ["-m", "melcodec", "info", str(GOLDEN), "--decode"],
 }
 
 

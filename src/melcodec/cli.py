@@ -245,13 +245,13 @@ def _run_tree(pairs, work, label: str, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--decode/--no-decode",
-    default=True,
+    default=False,
     show_default=True,
-    help="Decode the file to report its peak (16 kHz, default settings).",
+    help="Also decode the file to report its peak (16 kHz, default settings; loads torch).",
 )
 @model_option
 def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
-    """Show an .mlc file's header, duration, real bitrate and decoded peak."""
+    """Show an .mlc file's header, duration and real bitrate (--decode: its decoded peak)."""
     summary = describe(path, decode, model)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import audio, bitstream, entropy, frontend, limits, tiles
+from . import audio, bitstream, entropy, frontend, limits, mel, resampler, tiles
 from .defaults import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
 from .errors import AudioError, FormatError, ModelError, UsageError
 from .mel import DEFAULT_INVERSE, MEL
+from .melconfig import TILE_FRAMES
 from .model import DOWNSAMPLING, FastDecoder
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -94,16 +95,44 @@ class Codec:
             raise AudioError(
                 f"expected a non-empty waveform [samples] or [samples, channels], not {data.shape}"
             )
+        return self.encode_blocks([data], sample_rate, data.shape[0], progress)
+
+    def encode_blocks(
+        self,
+        blocks: Iterable[np.ndarray],
+        sample_rate: int,
+        frames: int,
+        progress: Callable | None = None,
+    ) -> bytes:
+        """Audio in consecutive blocks ``[samples, channels]`` -> .mlc bytes, in bounded memory.
+
+        ``frames`` (the samples the blocks hold in all) sizes the progress, in tiles.
+        The bytes do not depend on how the audio is cut into blocks.
+        """
         # What the decoder would refuse, refused before anything is written.
         if not limits.MIN_RATE <= sample_rate <= limits.MAX_RATE:
             raise AudioError(
                 f"sample rate {sample_rate} Hz is outside {limits.MIN_RATE}-{limits.MAX_RATE} Hz"
             )
-        if not np.isfinite(data).all():
-            first = int(np.argmax(~np.isfinite(data).all(axis=1)))
-            raise AudioError(f"waveform contains NaN or infinite samples (first at sample {first})")
-        mono = audio.resample(audio.to_mono(data), sample_rate, MEL.sample_rate)
-        return self.encode_16k(mono, sample_rate, data.shape[0], progress)
+        total = frontend.num_tiles(-(-frames * MEL.sample_rate // sample_rate))
+        resample = resampler.Stream(sample_rate, MEL.sample_rate)
+        cutter = frontend.Cutter()
+        chunks: list[bitstream.Chunk] = []
+        source_samples = 0
+        for block in blocks:
+            if not np.isfinite(block).all():
+                first = source_samples + int(np.argmax(~np.isfinite(block).all(axis=1)))
+                raise AudioError(
+                    f"waveform contains NaN or infinite samples (first at sample {first})"
+                )
+            source_samples += block.shape[0]
+            for group in cutter.push(resample.push(audio.to_mono(block))):
+                chunks += self._code(group, progress, total)
+        for group in cutter.push(resample.finish()) + cutter.finish():
+            chunks += self._code(group, progress, total)
+        if not source_samples:
+            raise AudioError("expected a non-empty waveform, not 0 samples")
+        return self._container(sample_rate, source_samples, cutter.received, chunks)
 
     def encode_16k(
         self,
@@ -112,15 +141,16 @@ class Codec:
         source_samples: int,
         progress: Callable | None = None,
     ) -> bytes:
-        analysis = frontend.analyse(wave)
-        bits = self.tile_bits(analysis.scaled, progress)
-        levels = frontend.level_envelope(wave, len(bits))
-        chunks = []
-        for i in range(len(bits)):
-            coding, payload = self.prob.encode(bits[i])
-            lo, hi = float(analysis.lo[i]), float(analysis.hi[i])
-            chunks.append(bitstream.Chunk(lo, hi, coding, payload, levels[i].tobytes()))
-        header = self._header(source_rate, source_samples, wave.numel(), len(chunks))
+        """A 16 kHz waveform (resampled from ``source_rate``) -> .mlc bytes."""
+        groups = frontend._all_groups(wave)
+        total = sum(len(g.levels) for g in groups)
+        chunks = [c for g in groups for c in self._code(g, progress, total)]
+        return self._container(source_rate, source_samples, wave.numel(), chunks)
+
+    def _container(
+        self, source_rate: int, source_samples: int, samples: int, chunks: list[bitstream.Chunk]
+    ) -> bytes:
+        header = self._header(source_rate, source_samples, samples, len(chunks))
         out = io.BytesIO()
         try:
             bitstream.write(out, header, chunks, self.max_seconds)
@@ -128,6 +158,21 @@ class Codec:
             # What a decoder would refuse is refused here, before any file exists.
             raise AudioError(f"cannot encode: {exc}") from None
         return out.getvalue()
+
+    def _code(
+        self, group: frontend.Group, progress: Callable | None, total: int
+    ) -> list[bitstream.Chunk]:
+        """One group of analysed tiles -> its chunks."""
+        analysis = group.analysis
+        bits = self.tile_bits(analysis.scaled)
+        chunks = []
+        for i in range(len(bits)):
+            coding, payload = self.prob.encode(bits[i])
+            lo, hi = float(analysis.lo[i]), float(analysis.hi[i])
+            chunks.append(bitstream.Chunk(lo, hi, coding, payload, group.levels[i].tobytes()))
+        if progress:
+            progress(min(group.first + len(bits), total), total)
+        return chunks
 
     def tile_bits(self, scaled: torch.Tensor, progress: Callable | None = None) -> np.ndarray:
         """Scaled tiles ``[n, 256, 256]`` -> bits ``[n, C, 16, 16]`` (uint8)."""
@@ -159,34 +204,88 @@ class Codec:
     ) -> tuple[torch.Tensor, int]:
         """.mlc bytes -> (waveform, sample rate).
 
-        ``progress(done, total)`` counts in tiles: the networks, then Griffin-Lim.
+        ``progress(done, total)`` counts in tiles: each through the networks, then
+        through Griffin-Lim.
+        """
+        decoded = self.decode_blocks(data, options, progress)
+        return torch.cat([torch.zeros(0), *decoded.blocks]), decoded.rate
+
+    def decode_blocks(
+        self, data: bytes, options: DecodeOptions | None = None, progress: Callable | None = None
+    ) -> Decoded:
+        """:meth:`decode` in pieces, in memory bounded by a few Griffin-Lim blocks.
+
+        The file is parsed and every chunk's CRC checked before this returns;
+        the audio is made as the pieces are taken.
         """
         options = options or DecodeOptions()
         reader = self.open(io.BytesIO(data), options.max_hours * 3600)
         h = reader.header
         # Each chunk read (and CRC-checked) once, for its bits and its level envelope.
         chunks = [reader.chunk(i) for i in range(len(reader))]
+        mel.parse_inverse(options.inverse_mel)
+        rate = h.sample_rate if options.sample_rate is None else options.sample_rate
+        rate = h.source_sample_rate if rate == "source" else int(rate)
+        if rate == h.source_sample_rate:
+            length = h.source_num_samples
+        else:
+            length = limits.resampled_length(h.num_samples, h.sample_rate, rate)
+        return Decoded(rate, length, self._blocks(h, chunks, options, rate, length, progress))
+
+    def _blocks(
+        self,
+        h: bitstream.Header,
+        chunks: list[bitstream.Chunk],
+        options: DecodeOptions,
+        rate: int,
+        length: int,
+        progress: Callable | None,
+    ) -> Iterator[torch.Tensor]:
         count = len(chunks)
-        net_progress = progress and (lambda d, _: progress(d, 2 * count))
-        logmel = self._logmel(h, chunks, net_progress)
-        gl_progress = progress and (
-            lambda d, total: progress(count + count * d // total, 2 * count)
-        )
+        steps = {"networks": 0, "phase": 0}
+
+        def report() -> None:
+            if progress:
+                progress(steps["networks"] + steps["phase"], 2 * count)
+
+        cache: dict[int, torch.Tensor] = {}
+
+        def logmel_at(begin: int, stop: int) -> torch.Tensor:
+            first, last = begin // TILE_FRAMES, -(-stop // TILE_FRAMES)
+            for index in [t for t in cache if t < first]:
+                del cache[index]
+            missing = [t for t in range(first, last) if t not in cache]
+            for i in range(0, len(missing), NETWORK_BATCH):
+                batch = missing[i : i + NETWORK_BATCH]
+                decoded = self._logmel_tiles(h, [chunks[t] for t in batch])
+                cache.update(zip(batch, decoded, strict=True))
+                steps["networks"] += len(batch)
+                report()
+            joined = torch.cat([cache[t] for t in range(first, last)], dim=1)
+            return joined[:, begin - first * TILE_FRAMES : stop - first * TILE_FRAMES]
+
+        def phase(done: int, frames: int) -> None:
+            steps["phase"] = count * done // frames
+            report()
+
         levels = None
         if h.level_spans and options.match_level:
             levels = np.stack([np.frombuffer(c.levels, np.uint8) for c in chunks])
-        wave = frontend.synthesise(
-            logmel,
+        pieces = frontend.synthesis_blocks(
+            logmel_at,
+            count * TILE_FRAMES,
             h.num_samples,
             options.gl_iters,
             options.gl_momentum,
             options.seed,
-            gl_progress,
+            phase,
             options.phase_start,
             levels,
             options.inverse_mel,
         )
-        return self._output_rate(wave, h, options.sample_rate)
+        if rate != h.sample_rate:
+            pieces = _resampled(pieces, h.sample_rate, rate)
+        yield from frontend.exactly(pieces, length)
 
     def open(self, fh, max_seconds: float = limits.MAX_SECONDS) -> bitstream.Reader:
         """Parse a container and check that it was made with this model and front end."""
@@ -238,22 +337,35 @@ class Codec:
         chunks: list[bitstream.Chunk],
         progress: Callable | None = None,
     ) -> torch.Tensor:
+        return tiles.join(self._logmel_tiles(header, chunks, progress))
+
+    def _logmel_tiles(
+        self,
+        header: bitstream.Header,
+        chunks: list[bitstream.Chunk],
+        progress: Callable | None = None,
+    ) -> torch.Tensor:
+        """Chunks -> their log-mel tiles ``[n, n_mels, 256]``."""
         bits = np.stack([self._chunk_bits(header, c) for c in chunks])
         lo = torch.tensor([c.lo for c in chunks])
         hi = torch.tensor([c.hi for c in chunks])
-        return tiles.join(tiles.unscale(self.decode_tiles(bits, progress), lo, hi))
+        return tiles.unscale(self.decode_tiles(bits, progress), lo, hi)
 
-    @staticmethod
-    def _output_rate(
-        wave: torch.Tensor, header: bitstream.Header, rate
-    ) -> tuple[torch.Tensor, int]:
-        if rate is None:
-            return wave, header.sample_rate
-        target = header.source_sample_rate if rate == "source" else int(rate)
-        out = audio.resample(wave, header.sample_rate, target)
-        if target == header.source_sample_rate:
-            out = audio.fit_length(out, header.source_num_samples)
-        return out, target
+
+@dataclass
+class Decoded:
+    """A decode in progress: its rate, its length, and its samples as they are made."""
+
+    rate: int
+    samples: int
+    blocks: Iterator[torch.Tensor]
+
+
+def _resampled(pieces: Iterable[torch.Tensor], old: int, new: int) -> Iterator[torch.Tensor]:
+    stream = resampler.Stream(old, new)
+    for piece in pieces:
+        yield stream.push(piece)
+    yield stream.finish()
 
 
 # The front-end parameters a header records, besides the frames per tile.

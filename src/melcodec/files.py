@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from . import audio, frontend
+from . import audio
 from .api import named_model
 from .atomic import atomic_write
 from .codec import Codec, DecodeOptions
@@ -61,8 +64,8 @@ def encode_file(
         check_not_input(source, target)
         check_target(target, force)
     codec = model if isinstance(model, Codec) else Codec.load(model)
-    wave, rate, length = frontend.load(source)
-    payload = codec.encode_16k(wave, rate, length, progress)
+    with audio.open_audio(source) as (rate, frames, blocks):
+        payload = codec.encode_blocks(blocks, rate, frames, progress)
     _write(target, payload)
     return target
 
@@ -115,9 +118,22 @@ def decode_file(
     if model is None:
         model = named_model(data, options)
     codec = model if isinstance(model, Codec) else Codec(load_model(model))
-    wave, rate = codec.decode(data, options, progress)
-    blob, report = audio.render(wave, rate, fmt, float32)
-    _write(target, blob)
+    decoded = codec.decode_blocks(data, options, progress)
+    reports = []
+
+    def write(fh: BinaryIO) -> None:
+        reports.append(audio.write_blocks(fh, decoded.blocks, decoded.rate, fmt, float32))
+
+    if _stdio(target):
+        # WAV and FLAC headers are finished last, by seeking: spool, then copy.
+        with tempfile.TemporaryFile() as spool:
+            write(spool)
+            spool.seek(0)
+            shutil.copyfileobj(spool, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(target, write)
+    report = reports[0]
     if report is not None and report.acted and notify:
         notify(report.message())
     return target

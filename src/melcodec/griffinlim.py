@@ -10,7 +10,7 @@ with phases carried across blocks, which needs a chosen starting phase.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -40,33 +40,58 @@ def griffin_lim(
 
     ``progress(frames_done, frames)`` is called after each block.
     """
-    frames = mag.shape[1]
+    pieces = blocks(
+        lambda a, b: mag[:, a:b], mag.shape[1], n_iter, momentum, seed, cfg, progress, start
+    )
+    return fit_length(torch.cat(list(pieces)), num_samples)
+
+
+def blocks(
+    mag_at: Callable[[int, int], torch.Tensor],
+    frames: int,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    seed: int = 0,
+    cfg: MelConfig = MEL,
+    progress: Callable[[int, int], None] | None = None,
+    start: str = "pghi",
+) -> Iterator[torch.Tensor]:
+    """:func:`griffin_lim` block by block, in memory bounded by one block.
+
+    ``mag_at(begin, stop)`` gives the magnitude of frames ``begin..stop-1``; the
+    samples come out in order as each block settles them, ``(frames + 2) * hop
+    + n_fft / 2`` in all (more than the analysis covers; the caller cuts).
+    """
+    hop = cfg.hop_length
     gen = torch.Generator().manual_seed(seed)
     if frames <= BLOCK_FRAMES:
-        wave, _ = _run(mag, None, n_iter, momentum, gen, cfg, start)
+        wave, _ = _run(mag_at(0, frames), None, n_iter, momentum, gen, cfg, start)
         if progress:
             progress(frames, frames)
-        return fit_length(wave, num_samples)
-    hop = cfg.hop_length
-    out = torch.zeros(frames * hop + cfg.n_fft + 2 * _EDGE * hop, dtype=mag.dtype)
+        yield wave
+        return
+    total = frames * hop + cfg.n_fft + 2 * _EDGE * hop
     carried = None
+    held = torch.zeros(0)  # the previous block's samples from this block's start on
     begin = 0
     while True:
         stop = min(begin + BLOCK_FRAMES, frames)
-        wave, angles = _run(mag[:, begin:stop], carried, n_iter, momentum, gen, cfg, start)
+        wave, angles = _run(mag_at(begin, stop), carried, n_iter, momentum, gen, cfg, start)
+        seg = wave[: total - begin * hop].clone()
         fade = OVERLAP_FRAMES * hop if begin else 0
-        seg = out[begin * hop : begin * hop + wave.numel()]
         if fade:
             ramp = torch.linspace(0, 1, fade, dtype=wave.dtype)
-            seg[:fade] = seg[:fade] * (1 - ramp) + wave[:fade] * ramp
-        seg[fade:] = wave[fade : seg.numel()]
+            seg[:fade] = held[:fade] * (1 - ramp) + wave[:fade] * ramp
         if progress:
             progress(stop, frames)
         if stop == frames:
-            break
-        begin = stop - OVERLAP_FRAMES
+            yield seg
+            return
+        next_begin = stop - OVERLAP_FRAMES
+        yield seg[: (next_begin - begin) * hop]
+        held = seg[(next_begin - begin) * hop :]
+        begin = next_begin
         carried = angles[:, -OVERLAP_FRAMES:]
-    return fit_length(out, num_samples)
 
 
 def _run(

@@ -10,7 +10,7 @@ from . import bitstream
 from .errors import MelcodecError, UsageError
 
 
-def describe(path: str | os.PathLike, decode: bool = True, model: str | None = None) -> dict:
+def describe(path: str | os.PathLike, decode: bool = False, model: str | None = None) -> dict:
     """Header fields and sizes; with ``decode``, also the decoded audio's peak at the
     default decode settings (16 kHz) and what the limiter would do to a 16-bit file.
     The model is the one the file names, unless ``model`` is given."""

@@ -32,6 +32,10 @@ MAX_CODE = 255
 # input was loud gets louder, but its noise floor is not raised without bound.
 MAX_GAIN_DB = 40.0
 _PASSES = 3
+# Spans on each side that a span's final gain depends on (:class:`Matcher`), and
+# the spans matched at a time when audio arrives in pieces (66 s).
+CONTEXT_SPANS = _PASSES
+WINDOW_SPANS = 64
 
 
 def _rms(wave: np.ndarray, span: int, count: int) -> np.ndarray:
@@ -63,18 +67,70 @@ def levels(codes: np.ndarray) -> np.ndarray:
 
 def match(wave: torch.Tensor, codes: np.ndarray, span: int) -> torch.Tensor:
     """Scale a decoded waveform so that each span of ``span`` samples meets its code."""
-    target = levels(codes)
-    x = wave.detach().double().cpu().numpy()
-    if x.size == 0:
+    if wave.numel() == 0:
         return wave
-    centres = (np.arange(target.size) + 0.5) * span
-    positions = np.arange(x.size)
-    max_gain = 10 ** (MAX_GAIN_DB / 20)
-    # Interpolated gains move each span's RMS a little off its own value; a few
-    # passes of the same correction settle it. The gain is a total, capped once.
-    gain = np.ones(target.size)
-    for _ in range(_PASSES):
-        rms = _rms(x * np.interp(positions, centres, gain), span, target.size)
-        gain = np.where(rms > 0, gain * target / np.maximum(rms, 1e-12), gain)
-        gain = np.minimum(gain, max_gain)
-    return torch.from_numpy(x * np.interp(positions, centres, gain)).to(wave.dtype)
+    matcher = Matcher(codes, span)
+    out = [matcher.push(wave), matcher.finish()]
+    return torch.from_numpy(np.concatenate(out)).to(wave.dtype)
+
+
+class Matcher:
+    """:func:`match` on audio that arrives in pieces, in memory bounded by a window.
+
+    A span's first gain depends on its own samples; each later pass and the final
+    interpolation between span centres reach one span further to each side, so a
+    span's gain depends on ``CONTEXT_SPANS`` (the passes) spans each side and no
+    further. Windows of ``WINDOW_SPANS`` spans are matched with that context on
+    both sides and only their middle kept: the same gains as over the whole file.
+    """
+
+    def __init__(self, codes: np.ndarray, span: int):
+        self.target = levels(np.asarray(codes).reshape(-1))
+        self.span = span
+        self.held = np.zeros(0)
+        self.held_from = 0  # the span ``held`` starts at
+        self.first = 0  # the first span not yet returned
+        self.received = 0
+
+    def push(self, wave: torch.Tensor) -> np.ndarray:
+        """Add samples; return the matched samples they complete (maybe none)."""
+        x = wave.detach().double().cpu().numpy()
+        self.held = np.concatenate([self.held, x])
+        self.received += x.size
+        out = []
+        while (self.first + WINDOW_SPANS + CONTEXT_SPANS) * self.span <= self.received:
+            out.append(self._window())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def finish(self) -> np.ndarray:
+        """The rest of the samples, matched."""
+        out = []
+        while self.first * self.span < self.received:
+            out.append(self._window())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _window(self) -> np.ndarray:
+        span, first = self.span, self.first
+        last = first + WINDOW_SPANS
+        lo = max(0, first - CONTEXT_SPANS)
+        hi = min(self.target.size, last + CONTEXT_SPANS)
+        x = self.held[(lo - self.held_from) * span :]
+        if hi < self.target.size:
+            x = x[: (hi - lo) * span]
+        target = self.target[lo:hi]
+        centres = (np.arange(lo, hi) + 0.5) * span
+        positions = np.arange(lo * span, lo * span + x.size)
+        max_gain = 10 ** (MAX_GAIN_DB / 20)
+        # Interpolated gains move each span's RMS a little off its own value; a few
+        # passes of the same correction settle it. The gain is a total, capped once.
+        gain = np.ones(target.size)
+        for _ in range(_PASSES):
+            rms = _rms(x * np.interp(positions, centres, gain), span, target.size)
+            gain = np.where(rms > 0, gain * target / np.maximum(rms, 1e-12), gain)
+            gain = np.minimum(gain, max_gain)
+        keep = slice((first - lo) * span, None if hi == self.target.size else (last - lo) * span)
+        self.first = last if hi < self.target.size else -(-self.received // span)
+        drop = max(0, self.first - CONTEXT_SPANS)
+        self.held = self.held[(drop - self.held_from) * span :]
+        self.held_from = drop
+        return x[keep] * np.interp(positions[keep], centres, gain)

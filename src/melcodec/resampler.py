@@ -22,6 +22,8 @@ LOWPASS_WIDTH = 6
 ROLLOFF = 0.99
 # torchaudio's filter bank is used while it stays below this many taps (4 MB in float32).
 MAX_BANK_TAPS = 1 << 20
+# Output samples per block of a :class:`Stream` (about a minute at 16 kHz, 4 MiB).
+STREAM_BLOCK = 1 << 20
 # Output samples computed per block on the direct path (times ~16-40 taps, a few MB).
 BLOCK = 1 << 15
 
@@ -38,9 +40,18 @@ def _half_width(old: int, new: int) -> int:
 
 
 def resample(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
-    """Resample 1-D float32 audio, ``old`` to ``new`` Hz, to ``ceil(n * new / old)`` samples."""
+    """Resample 1-D float32 audio, ``old`` to ``new`` Hz, to ``ceil(n * new / old)`` samples.
+
+    In blocks of about a minute of output (:class:`Stream`): a shorter signal is
+    resampled in one call, and a longer one gives what :class:`Stream` gives.
+    """
     if old == new:
         return wave
+    stream = Stream(old, new)
+    return torch.cat([stream.push(wave), stream.finish()])
+
+
+def _whole(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
     if bank_taps(old, new) <= MAX_BANK_TAPS:
         return AF.resample(
             wave,
@@ -51,6 +62,68 @@ def resample(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
             resampling_method="sinc_interp_hann",
         )
     return direct(wave, old, new)
+
+
+class Stream:
+    """Resampling of audio that arrives in pieces, in memory bounded by one block.
+
+    Output is made on a fixed grid of blocks of ``STREAM_BLOCK`` samples (rounded
+    to whole filter periods), each from exactly the input it needs plus a margin
+    wider than the filter. Every output sample is the whole-signal sum over the
+    same taps, and how the input was cut into pieces changes nothing: a file read
+    in blocks and the same audio passed as one array give the same samples.
+    """
+
+    def __init__(self, old: int, new: int):
+        self.old, self.new = old, new
+        g = math.gcd(old, new)
+        # One filter period: ``self.frame`` inputs make ``self.phases`` outputs.
+        self.frame, self.phases = old // g, new // g
+        self.block = self.phases * max(1, STREAM_BLOCK // self.phases)
+        periods = math.ceil((_half_width(self.frame, self.phases) + 2) / self.frame) + 1
+        self.margin = periods * self.frame
+        self.pending: list[torch.Tensor] = []
+        self.start = 0  # input index of the first sample held
+        self.received = 0  # input samples pushed so far
+        self.made = 0  # output samples returned so far
+
+    def push(self, wave: torch.Tensor) -> torch.Tensor:
+        """Add input samples; return the output samples they complete (maybe none)."""
+        if wave.numel():
+            self.pending.append(wave.to(torch.float32))
+            self.received += wave.numel()
+        return self._make(final=False)
+
+    def finish(self) -> torch.Tensor:
+        """The rest of the output, ``ceil(n * new / old)`` samples in all."""
+        return self._make(final=True)
+
+    def _make(self, final: bool) -> torch.Tensor:
+        if self.old == self.new:
+            out = torch.cat(self.pending) if self.pending else torch.zeros(0)
+            self.pending = []
+            self.made += out.numel()
+            return out
+        total = -(-self.received * self.phases // self.frame)
+        pieces = []
+        while not final or self.made < total:
+            first, last = self.made, self.made + self.block
+            begin = max(0, first // self.phases * self.frame - self.margin)
+            end = last // self.phases * self.frame + self.margin
+            if end > self.received:
+                if not final:
+                    break
+                end, last = self.received, min(last, total)
+            held = torch.cat(self.pending) if len(self.pending) > 1 else self.pending[0]
+            out = _whole(held[begin - self.start : end - self.start], self.old, self.new)
+            offset = begin // self.frame * self.phases
+            pieces.append(out[first - offset : last - offset])
+            self.made = last
+            # Keep only the input the next block needs.
+            keep = max(0, last // self.phases * self.frame - self.margin)
+            self.pending = [held[keep - self.start :]]
+            self.start = keep
+        return torch.cat(pieces) if pieces else torch.zeros(0)
 
 
 def direct(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
