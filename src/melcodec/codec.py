@@ -329,15 +329,7 @@ class Codec:
         self, reader: bitstream.Reader, progress: Callable | None = None
     ) -> torch.Tensor:
         chunks = [reader.chunk(i) for i in range(len(reader))]
-        return self._logmel(reader.header, chunks, progress)
-
-    def _logmel(
-        self,
-        header: bitstream.Header,
-        chunks: list[bitstream.Chunk],
-        progress: Callable | None = None,
-    ) -> torch.Tensor:
-        return tiles.join(self._logmel_tiles(header, chunks, progress))
+        return tiles.join(self._logmel_tiles(reader.header, chunks, progress))
 
     def _logmel_tiles(
         self,

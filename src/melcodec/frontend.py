@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,33 +132,14 @@ def level_envelope(wave: torch.Tensor, count: int) -> np.ndarray:
     return codes.reshape(count, LEVEL_SPANS)
 
 
-def synthesise(
-    logmel: torch.Tensor,
-    num_samples: int,
-    n_iter: int,
-    momentum: float,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-    phase_start: str = "pghi",
-    levels: np.ndarray | None = None,
-    inverse: str = mel.DEFAULT_INVERSE,
-) -> torch.Tensor:
-    """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio.
+def synthesise(logmel: torch.Tensor, num_samples: int, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``[n_mels, frames]`` log-mel -> ``num_samples`` of 16 kHz audio, whole.
 
-    ``levels`` (``[tiles, spans]`` level codes) restores the input's level;
-    ``inverse`` names the inverse mel (:func:`mel.parse_inverse`).
+    The settings are :func:`synthesis_blocks`' (Griffin-Lim iterations and
+    momentum, seed, progress, phase start, level codes, inverse mel).
     """
     pieces = synthesis_blocks(
-        lambda a, b: logmel[:, a:b],
-        logmel.shape[1],
-        num_samples,
-        n_iter,
-        momentum,
-        seed,
-        progress,
-        phase_start,
-        levels,
-        inverse,
+        lambda a, b: logmel[:, a:b], logmel.shape[1], num_samples, *args, **kwargs
     )
     return torch.cat([torch.zeros(0), *pieces])
 
@@ -174,9 +156,12 @@ def synthesis_blocks(
     levels: np.ndarray | None = None,
     inverse: str = mel.DEFAULT_INVERSE,
 ) -> Iterator[torch.Tensor]:
-    """:func:`synthesise` in pieces, in memory bounded by a Griffin-Lim block.
+    """Log-mel -> ``num_samples`` of 16 kHz audio, in pieces, in memory bounded by a
+    Griffin-Lim block.
 
-    ``logmel_at(begin, stop)`` gives frames ``begin..stop-1`` of the log-mel.
+    ``logmel_at(begin, stop)`` gives frames ``begin..stop-1`` of the log-mel;
+    ``levels`` (``[tiles, spans]`` level codes) restores the input's level;
+    ``inverse`` names the inverse mel (:func:`mel.parse_inverse`).
     """
     method, strength = mel.parse_inverse(inverse)
 

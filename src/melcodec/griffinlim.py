@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -26,23 +27,13 @@ BLOCK_FRAMES = 4096
 OVERLAP_FRAMES = 64
 
 
-def griffin_lim(
-    mag: torch.Tensor,
-    num_samples: int,
-    n_iter: int = 32,
-    momentum: float = 0.99,
-    seed: int = 0,
-    cfg: MelConfig = MEL,
-    progress: Callable[[int, int], None] | None = None,
-    start: str = "pghi",
-) -> torch.Tensor:
+def griffin_lim(mag: torch.Tensor, num_samples: int, *args: Any, **kwargs: Any) -> torch.Tensor:
     """Magnitude ``[n_freqs, frames]`` of an uncentred STFT -> ``num_samples`` of audio.
 
-    ``progress(frames_done, frames)`` is called after each block.
+    The settings are :func:`blocks`' (iterations, momentum, seed, config,
+    ``progress(frames_done, frames)`` after each block, phase start).
     """
-    pieces = blocks(
-        lambda a, b: mag[:, a:b], mag.shape[1], n_iter, momentum, seed, cfg, progress, start
-    )
+    pieces = blocks(lambda a, b: mag[:, a:b], mag.shape[1], *args, **kwargs)
     return fit_length(torch.cat(list(pieces)), num_samples)
 
 
