@@ -7,6 +7,11 @@ other). Each row is one `python -m melcodec` process, its peak resident memory
 (the child's ru_maxrss) and wall time; medians of --runs.
 
     python bench/memory.py [--runs 3] [--minutes 10,30,60] [--rates 44100,44101,...]
+                           [--env NAME=VALUE ...] [--out memory]
+
+``--env`` sets a variable for the measured processes (e.g. glibc's
+MALLOC_MMAP_THRESHOLD_, to tell the allocator's share from the codec's);
+``--out`` names the result files.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ ODD = "44101,96001,191999"
 COMMON = "8000,44100,48000,192000"
 
 
-def peak_run(args: list[str]) -> tuple[float, float]:
+def peak_run(args: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall s, peak RSS MiB) of one fresh `python -m melcodec ARGS` process."""
     script = (
         "import resource, subprocess, sys, time\n"
@@ -44,6 +49,7 @@ def peak_run(args: list[str]) -> tuple[float, float]:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     ).stdout.split()
     return float(out[0]), float(out[1])
 
@@ -67,8 +73,10 @@ def music(seconds: float, rate: int) -> np.ndarray:
     return audio.resample(torch.from_numpy(wave), 16000, rate).numpy()
 
 
-def measure(rows: list[dict], label: str, args: list[str], runs: int, audio_s: float) -> None:
-    walls, peaks = zip(*(peak_run(args) for _ in range(runs)), strict=True)
+def measure(
+    rows: list[dict], label: str, args: list[str], runs: int, audio_s: float, env: dict
+) -> None:
+    walls, peaks = zip(*(peak_run(args, env) for _ in range(runs)), strict=True)
     row = {
         "case": label,
         "peak_mib": median(list(peaks)),
@@ -85,7 +93,10 @@ def main() -> None:
     ap.add_argument("--rates", default=f"{COMMON},{ODD}")
     ap.add_argument("--rate-seconds", type=float, default=30.0)
     ap.add_argument("--minutes", default="10,30,60")
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the processes")
+    ap.add_argument("--out", default="memory", help="name of the result files")
     args = ap.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     rate_rows, long_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -100,6 +111,7 @@ def main() -> None:
                 ["encode", str(wav), str(mlc), "--force"],
                 args.runs,
                 seconds,
+                env,
             )
             measure(
                 rate_rows,
@@ -107,6 +119,7 @@ def main() -> None:
                 ["decode", str(mlc), str(tmp / "out.wav"), "--sample-rate", str(rate), "--force"],
                 args.runs,
                 seconds,
+                env,
             )
             os.remove(wav)
         for minutes in [float(m) for m in args.minutes.split(",") if m]:
@@ -119,6 +132,7 @@ def main() -> None:
                 ["encode", str(wav), str(mlc), "--force"],
                 args.runs,
                 minutes * 60,
+                env,
             )
             measure(
                 long_rows,
@@ -126,12 +140,14 @@ def main() -> None:
                 ["decode", str(mlc), str(tmp / "out.wav"), "--force"],
                 args.runs,
                 minutes * 60,
+                env,
             )
     m = machine()
     lines = [
         f"Peak resident memory and wall time of fresh `python -m melcodec` processes, medians of "
         f"{args.runs}; {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['date']}. "
-        "Real music (the music-dev clips in a row), default model.",
+        "Real music (the music-dev clips in a row), default model."
+        + (f" Environment: {', '.join(args.env)}." if args.env else ""),
         "",
         "| case | peak MiB | wall s | x real time |",
         "|---|---|---|---|",
@@ -140,7 +156,8 @@ def main() -> None:
         lines.append(
             f"| {r['case']} | {r['peak_mib']:.0f} | {r['wall_s']:.1f} | {r['x_real_time']:.1f} |"
         )
-    save("memory", {"machine": m, "rates": rate_rows, "long": long_rows}, "\n".join(lines))
+    payload = {"machine": m, "env": env, "rates": rate_rows, "long": long_rows}
+    save(args.out, payload, "\n".join(lines))
 
 
 if __name__ == "__main__":

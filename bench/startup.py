@@ -24,8 +24,44 @@ COMMANDS = {
     "melcodec info FILE": ["-m", "melcodec", "info", str(GOLDEN)],
     "melcodec models": ["-m", "melcodec", "models"],
     "python -c 'import torch'": ["-c", "import torch"],
+    # What encode and decode do before they touch audio: import the codec, load the model.
+    "encode/decode start: `Codec.load()`": [
+        "-c",
+        "from melcodec.codec import Codec; Codec.load()",
+    ],
     "melcodec info --decode FILE": ["-m", "melcodec", "info", str(GOLDEN), "--decode"],
 }
+
+
+# The same start split into its parts inside one fresh process: separate processes
+# vary by more than the codec adds to torch's import.
+SPLIT = """
+import time
+t0 = time.perf_counter(); import torch
+t1 = time.perf_counter(); import torchaudio.transforms
+t2 = time.perf_counter(); from melcodec.codec import Codec
+t3 = time.perf_counter(); Codec.load()
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+PARTS = ["import torch", "import torchaudio", "import melcodec.codec", "load the default model"]
+
+
+def split(runs: int) -> list[dict]:
+    """Median seconds of each part of the encode/decode start, in fresh processes."""
+    times = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", SPLIT], check=True, capture_output=True, cwd=ROOT, text=True
+        ).stdout.split()
+        times.append([float(v) for v in out])
+    return [
+        {"part": name, "median_s": median([t[i] for t in times])} for i, name in enumerate(PARTS)
+    ]
+
+
+def _code(label: str) -> str:
+    return label if "`" in label else f"`{label}`"
 
 
 def run_once(args: list[str]) -> float:
@@ -52,9 +88,16 @@ def main() -> None:
         "",
         "| command | median s |",
         "|---|---|",
-        *(f"| `{r['command']}` | {r['median_s']:.3f} |" for r in rows),
+        *(f"| {_code(r['command'])} | {r['median_s']:.3f} |" for r in rows),
     ]
-    save("startup", {"machine": m, "rows": rows}, "\n".join(lines))
+    parts = split(args.runs)
+    lines += [
+        "",
+        "The encode/decode start inside one process (medians): "
+        + ", ".join(f"{p['part']} {p['median_s']:.3f} s" for p in parts)
+        + f"; melcodec adds {sum(p['median_s'] for p in parts[1:]):.3f} s to torch's import.",
+    ]
+    save("startup", {"machine": m, "rows": rows, "start_parts": parts}, "\n".join(lines))
 
 
 if __name__ == "__main__":
