@@ -57,9 +57,9 @@ STATUS.update({-24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"})
 STATUS.update({-11: "crashed", -9: "crashed", 37: "killed", None: "not checked"})
 
 
-def config() -> str:
+def config(modules: list[str]) -> str:
     lines = ["[mutmut]", "source_paths=src/melcodec", "only_mutate="]
-    lines += [f"    src/melcodec/{m}.py" for m in MODULES]
+    lines += [f"    src/melcodec/{m}.py" for m in modules]
     lines += ["also_copy="] + [f"    {p}" for p in ALSO_COPY]
     lines += ["pytest_add_cli_args_test_selection=tests/"]
     # torch is not fork-safe once its thread pools exist: fork workers from a clean server.
@@ -67,7 +67,7 @@ def config() -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(workdir: Path) -> None:
+def prepare(workdir: Path, modules: list[str]) -> None:
     """A fresh copy of the tracked (and new, not ignored) files, with mutmut's config."""
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -84,7 +84,7 @@ def prepare(workdir: Path) -> None:
             dst = workdir / name.decode()
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    (workdir / "setup.cfg").write_text(config())
+    (workdir / "setup.cfg").write_text(config(modules))
     log(workdir, f"copy of the tree at {commit()}")
 
 
@@ -106,9 +106,9 @@ def log(workdir: Path, event: str) -> None:
         fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} {event}\n")
 
 
-def refresh_tests(workdir: Path) -> None:
+def refresh_tests(workdir: Path, modules: list[str]) -> None:
     """The checkout's tests in the copy, and mutmut's test-to-function map rebuilt."""
-    for module in MODULES:
+    for module in modules:
         src = ROOT / "src" / "melcodec" / f"{module}.py"
         if src.read_bytes() != (workdir / "src" / "melcodec" / f"{module}.py").read_bytes():
             raise SystemExit(f"{src.name} changed since the copy: run without --resume")
@@ -130,10 +130,10 @@ def run_mutmut(workdir: Path, jobs: int, names: list[str]) -> None:
     timing.write_text(f"{before + time.monotonic() - start:.0f}\n")
 
 
-def statuses(workdir: Path) -> dict[str, str]:
+def statuses(workdir: Path, modules: list[str]) -> dict[str, str]:
     """Mutant name -> status, from the .meta files mutmut keeps per module."""
     out = {}
-    for module in MODULES:
+    for module in modules:
         meta = workdir / "mutants" / "src" / "melcodec" / f"{module}.py.meta"
         if not meta.exists():
             continue
@@ -171,16 +171,16 @@ def killed_share(counts: Counter) -> tuple[int, int]:
     return counts["killed"] + counts["timeout"], sum(counts.values()) - counts["not checked"]
 
 
-def report(workdir: Path) -> None:
+def report(workdir: Path, modules: list[str], out: str) -> None:
     timing = workdir / "seconds.txt"
     seconds = float(timing.read_text()) if timing.exists() else None
     history_file = workdir / "history.txt"
     history = history_file.read_text().splitlines() if history_file.exists() else []
-    found = statuses(workdir)
+    found = statuses(workdir, modules)
     if not found:
         raise SystemExit(f"no mutmut results in {workdir}; run without --report-only first")
     notes = json.loads(NOTES.read_text()) if NOTES.exists() else {}
-    by_module: dict[str, Counter] = {m: Counter() for m in MODULES}
+    by_module: dict[str, Counter] = {m: Counter() for m in modules}
     for name, status in found.items():
         by_module[module_of(name)][status] += 1
     total = Counter(found.values())
@@ -240,7 +240,7 @@ def report(workdir: Path) -> None:
         "machine": host,
         "seconds": seconds,
         "history": history,
-        "modules": MODULES,
+        "modules": modules,
         "counts": {m: dict(c) for m, c in by_module.items()},
         "killed": killed,
         "checked": checked,
@@ -250,7 +250,7 @@ def report(workdir: Path) -> None:
         "not_checked": total["not checked"],
     }
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
-    save("mutation", payload, text)
+    save(out, payload, text)
 
 
 def main() -> None:
@@ -263,13 +263,18 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="go on with a stopped run (see above)"
     )
+    parser.add_argument(
+        "--modules", default=",".join(MODULES), help="comma-separated modules to mutate"
+    )
+    parser.add_argument("--out", default="mutation", help="name of the result files")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
+    modules = [m for m in args.modules.split(",") if m]
     if args.resume:
-        refresh_tests(workdir)
-        unchecked = sum(s == "not checked" for s in statuses(workdir).values())
+        refresh_tests(workdir, modules)
+        unchecked = sum(s == "not checked" for s in statuses(workdir, modules).values())
         run_mutmut(workdir, args.jobs, [])
-        again = [n for n, s in statuses(workdir).items() if s not in ("killed", "timeout")]
+        again = [n for n, s in statuses(workdir, modules).items() if s not in ("killed", "timeout")]
         if again:
             run_mutmut(workdir, args.jobs, again)
         log(
@@ -278,10 +283,10 @@ def main() -> None:
             f"then the {len(again)} not killed run again",
         )
     elif not args.report_only:
-        prepare(workdir)
+        prepare(workdir, modules)
         run_mutmut(workdir, args.jobs, [])
         log(workdir, "run")
-    report(workdir)
+    report(workdir, modules, args.out)
 
 
 if __name__ == "__main__":
