@@ -52,8 +52,8 @@ def open_audio(path: str | os.PathLike) -> Iterator[tuple[int, int, Iterator[np.
 
     Memory stays bounded whatever the file's length. ``-`` is standard input,
     spooled to a temporary file first (libsndfile needs to seek in most formats).
-    The same checks as :func:`read_audio`; non-finite samples are found as the
-    blocks are read, with the first one's position.
+    A missing, unreadable or empty file and a rate outside 8-192 kHz are refused
+    here; non-finite samples as the blocks are read, with the first one's position.
     """
     stdin = str(path) == STDIO
     name = Path("standard input") if stdin else Path(path)
