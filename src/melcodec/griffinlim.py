@@ -68,7 +68,7 @@ def blocks(
     while True:
         stop = min(begin + BLOCK_FRAMES, frames)
         wave, angles = _run(mag_at(begin, stop), carried, n_iter, momentum, gen, cfg, start)
-        seg = wave[: total - begin * hop].clone()
+        seg = wave[: total - begin * hop]
         fade = OVERLAP_FRAMES * hop if begin else 0
         if fade:
             ramp = torch.linspace(0, 1, fade, dtype=wave.dtype)
