@@ -279,6 +279,13 @@ def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
     type=click.Choice(["pcm16", "float"]),
     help="Score the audio as decode writes it: 16-bit WAV (limited) or 32-bit float.",
 )
+@click.option(
+    "--probability",
+    default="best",
+    show_default=True,
+    type=click.Choice(["best", "all"]),
+    help="Each model with its best probability model, or with every one it has (a row each).",
+)
 def eval_(
     path: Path,
     names: str,
@@ -287,10 +294,11 @@ def eval_(
     gl_iters: int,
     peers: bool,
     output: str,
+    probability: str,
 ) -> None:
     """Measure models on a file or folder: paper metrics, end to end, bitrate, speed."""
     from . import benchmark
-    from .codec import Codec, DecodeOptions
+    from .codec import DecodeOptions
     from .peers import default_peers
 
     files = benchmark.find_inputs(path)
@@ -298,7 +306,7 @@ def eval_(
         if out is not None and not out.resolve().parent.is_dir():
             raise UsageError(f"output folder does not exist: {out.parent}")
     options = DecodeOptions(gl_iters=gl_iters)
-    systems = [benchmark.CodecSystem(Codec.load(n), options) for n in _names(names)]
+    systems = _systems(names, options, probability)
     if peers:
         systems += default_peers()
     bar = Progress(len(systems) * len(files), "eval")
@@ -348,19 +356,37 @@ def report(
     """A static HTML listening page (TARGET/index.html) for models and peers."""
     from . import benchmark, files
     from . import report as reporting
-    from .codec import Codec, DecodeOptions
+    from .codec import DecodeOptions
     from .peers import default_peers
 
     inputs = benchmark.find_inputs(path)[:clips]
     files.check_target(target / "index.html", force, parent=target.parent)
     options = DecodeOptions(gl_iters=gl_iters)
-    systems = [benchmark.CodecSystem(Codec.load(n), options) for n in _names(names)]
+    systems = _systems(names, options)
     if peers:
         systems += default_peers()
     bar = Progress(0, "report")
     page = reporting.build(systems, inputs, target, bar.callback())
     bar.close()
     click.echo(f"wrote {page}")
+
+
+def _systems(names: str, options, probability: str = "best") -> list:
+    """Each model as a system under test; with ``probability="all"`` one per probability
+    model it has (same audio, other rates)."""
+    from . import benchmark, entropy
+    from .codec import Codec
+
+    systems = []
+    for name in _names(names):
+        codec = Codec.load(name)
+        if probability == "best":
+            systems.append(benchmark.CodecSystem(codec, options))
+            continue
+        for prob_id in entropy.available_ids(codec.model.probability):
+            label = f"{name} [{entropy.probability_model(prob_id, codec.model.probability).name}]"
+            systems.append(benchmark.CodecSystem(Codec(codec.model, prob_id), options, label))
+    return systems
 
 
 def _names(names: str) -> list[str]:
@@ -387,11 +413,14 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     noise = f"noise({card['noise']})" if card.get("noise") else "noise"
     data_ = noise if card.get("data") == "noise" else "music"
     val = card.get("validation", {})
-    table = (card.get("probability") or {}).get("static_bernoulli", {})
-    bits = table.get("entropy_bits_per_tile")
+    fitted = card.get("probability") or {}
+    # The encoder's choice: the context table where the file has one.
+    kind = next((k for k in ("context_bernoulli", "static_bernoulli") if k in fitted), None)
+    bits = fitted.get(kind, {}).get("entropy_bits_per_tile")
     # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
     tile_seconds = TILE_FRAMES * MEL.hop_length / MEL.sample_rate
     rate = f" ~{(bits + 21 * 8) / tile_seconds / 1000:.1f}kbit/s" if bits else ""
+    rate += f" ({kind.split('_')[0]} table)" if bits else ""
     mark = "*" if name == DEFAULT_MODEL else " "
     return (
         f"{name:<16}{mark} loss={card.get('loss')} data={data_} steps={card.get('steps')}"
@@ -455,21 +484,36 @@ def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options
 @click.option(
     "--clips", default=2000, show_default=True, type=click.IntRange(1), help="Clips used."
 )
+@click.option(
+    "--table",
+    "which",
+    default="both",
+    show_default=True,
+    type=click.Choice(["static", "context", "both"]),
+    help="static-bernoulli (id 1), context-bernoulli (id 2), or both.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
-def fit_table(model: Path, data_: str, clips: int, out: Path | None) -> None:
-    """Fit MODEL's static-bernoulli probability table on training audio."""
+def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
+    """Fit MODEL's probability tables on training audio (every clips-th clip of it)."""
     from . import data
-    from .tables import fit_static_table
+    from .tables import fit_context_table, fit_static_table
 
     tiles, _ = data.load_clips(data_)
     step = max(1, len(tiles) // clips)
-    bar = Progress(0, "counting bits")
-    info = fit_static_table(model, tiles[::step][:clips], out, bar.callback())
-    bar.close()
-    click.echo(
-        f"fitted on {info['fit_tiles']} tiles: {info['entropy_bits_per_tile']:.0f} bits per tile "
-        f"expected (raw: 32768)"
-    )
+    chosen = tiles[::step][:clips]
+    fits = {"static": fit_static_table, "context": fit_context_table}
+    for kind in ("static", "context"):
+        if which not in (kind, "both"):
+            continue
+        bar = Progress(0, f"{kind} table: encoding")
+        info = fits[kind](model, chosen, out, bar.callback())
+        bar.close()
+        click.echo(
+            f"{kind} table fitted on {info['fit_tiles']} tiles: "
+            f"{info['entropy_bits_per_tile']:.0f} bits per tile expected (raw: 32768)"
+        )
+        # The second fit reads the file the first one wrote.
+        model = out or model
 
 
 def main(argv: list[str] | None = None) -> None:

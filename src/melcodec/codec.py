@@ -291,7 +291,9 @@ class Codec:
         """Parse a container and check that it was made with this model and front end."""
         reader = bitstream.Reader(fh, max_seconds)
         h = reader.header
-        if h.model_name != self.model.name or h.model_sha256 != self.model.sha256:
+        if h.model_name != self.model.name or not self.model.decodes(
+            h.model_sha256, h.prob_model_id
+        ):
             raise ModelError(
                 f"file was made with model {h.model_name!r} ({h.model_sha256.hex()[:12]}), "
                 f"not {self.model.name!r} ({self.model.sha256.hex()[:12]}): pass --model"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import context
 from .errors import FormatError, ModelError
 
 PROB_BITS = 16
@@ -111,6 +112,10 @@ def table_from_counts(ones: torch.Tensor, total: int) -> torch.Tensor:
 
 def probability_model(model_id: int, tables: dict | None):
     """The probability model with this id, built from a model file's tables."""
+    if model_id == context.ContextBernoulli.id:
+        if not tables or context.TABLE_KEY not in tables:
+            raise ModelError("this model file has no context-bernoulli probability table")
+        return context.ContextBernoulli(tables[context.TABLE_KEY])
     if model_id == UniformBits.id:
         return UniformBits()
     if model_id == StaticBernoulli.id:
@@ -120,5 +125,19 @@ def probability_model(model_id: int, tables: dict | None):
     raise FormatError(f"unknown probability model id {model_id}")
 
 
+def available_ids(tables: dict | None) -> list[int]:
+    """Every probability-model id a model file's tables support, uniform first."""
+    tables = tables or {}
+    return [UniformBits.id] + [
+        i
+        for i, key in (
+            (StaticBernoulli.id, "static_bernoulli"),
+            (context.ContextBernoulli.id, context.TABLE_KEY),
+        )
+        if key in tables
+    ]
+
+
 def best_model_id(tables: dict | None) -> int:
-    return StaticBernoulli.id if tables and "static_bernoulli" in tables else UniformBits.id
+    """The id an encoder uses by default: the context model where the file has one."""
+    return available_ids(tables)[-1]

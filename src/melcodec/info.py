@@ -9,6 +9,10 @@ from pathlib import Path
 from . import bitstream
 from .errors import MelcodecError, UsageError
 
+# The ids of docs/format.md's table (entropy.py and context.py define them; named
+# here so that header-only use imports no torch).
+PROBABILITY_NAMES = {0: "uniform (0)", 1: "static-bernoulli (1)", 2: "context-bernoulli (2)"}
+
 
 def describe(path: str | os.PathLike, decode: bool = False, model: str | None = None) -> dict:
     """Header fields and sizes; with ``decode``, also the decoded audio's peak at the
@@ -30,7 +34,9 @@ def describe(path: str | os.PathLike, decode: bool = False, model: str | None = 
         "bytes": size,
         "model": h.model_name,
         "model_sha256": h.model_sha256.hex(),
-        "probability_model": h.prob_model_id,
+        "probability_model": PROBABILITY_NAMES.get(h.prob_model_id, f"id {h.prob_model_id}"),
+        # What the latents really cost: each chunk's payload, fields and level bytes apart.
+        "payload_bits_per_tile": round(payload * 8 / h.num_tiles, 1) if h.num_tiles else None,
         "tiles": h.num_tiles,
         "raw_tiles": sum(c.coding == 0 for c in chunks),
         "duration_s": round(seconds, 3),

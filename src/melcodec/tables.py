@@ -1,8 +1,11 @@
 """Fitting a model's probability tables on training data, and storing them.
 
 Bits are counted in eval mode, as the codec produces them; the table goes into
-the model file (which therefore gets a new SHA-256: streams made before the
-table was added refer to the old file and are refused, as they should be).
+the model file, which therefore gets a new SHA-256. Files made with the old model
+file stay decodable where nothing they depend on changed: the new card lists the
+old hash under ``earlier_files`` with the probability-model ids whose tables are
+unchanged (the weights never change here), and :meth:`zoo.LoadedModel.decodes`
+accepts exactly those.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from . import entropy, zoo
+from . import context, entropy, zoo
 
 
 @torch.no_grad()
@@ -43,13 +47,71 @@ def fit_static_table(
     table = entropy.table_from_counts(ones, len(tiles))
     p = table.double() / entropy.PROB_ONE
     bits_per_tile = float((-(p * p.log2() + (1 - p) * (1 - p).log2())).sum())
-    card = dict(model.card)
-    card["probability"] = {
-        "static_bernoulli": {"fit_tiles": len(tiles), "entropy_bits_per_tile": bits_per_tile}
+    info = {"fit_tiles": len(tiles), "entropy_bits_per_tile": bits_per_tile}
+    return _store(model, entropy.StaticBernoulli.id, "static_bernoulli", table, info, out)
+
+
+@torch.no_grad()
+def tile_bits(
+    net, tiles: torch.Tensor, batch: int = 16, progress: Callable | None = None
+) -> np.ndarray:
+    """The latent bits of ``tiles`` ``[n, 1, 256, 256]`` -> ``[n, C, 16, 16]`` uint8."""
+    net.eval()
+    out = []
+    for i in range(0, len(tiles), batch):
+        out.append(net.encode_bits(tiles[i : i + batch].float()).numpy())
+        if progress:
+            progress(min(i + batch, len(tiles)), len(tiles))
+    return np.concatenate(out)
+
+
+def fit_context_table(
+    model_path: str | os.PathLike,
+    tiles: torch.Tensor,
+    out: str | os.PathLike | None = None,
+    progress: Callable | None = None,
+) -> dict:
+    """Add context-bernoulli tables fitted on ``tiles`` to a model file."""
+    model = zoo.load_model(model_path)
+    bits = tile_bits(model.net, tiles, progress=progress)
+    tables = context.fit(bits)
+    info = {
+        "fit_tiles": len(tiles),
+        # In-sample, so a little below what unseen music costs (docs/probability.md).
+        "entropy_bits_per_tile": context.cross_entropy_bits(tables, bits),
     }
+    return _store(model, context.ContextBernoulli.id, context.TABLE_KEY, tables, info, out)
+
+
+def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
+    """Write ``model`` with one probability table replaced, keeping old files decodable."""
+    card = dict(model.card)
+    card["probability"] = dict(card.get("probability") or {}) | {key: info}
     probability = dict(model.probability or {})
-    probability["static_bernoulli"] = table
+    probability[key] = table
+    card["earlier_files"] = earlier_files(model, model_id)
     target = Path(out) if out else model.path
     half = model.card.get("weights") == "float16"
     zoo.save_model(target, model.net, card, model.recipe, probability, half=half)
-    return card["probability"]["static_bernoulli"]
+    return info
+
+
+def earlier_files(model, replaced_id: int) -> list[dict]:
+    """The card's ``earlier_files`` once the table of ``replaced_id`` is replaced.
+
+    The model file itself joins the list with the ids its tables serve; every
+    entry loses ``replaced_id``, whose table is no longer the one it used.
+    """
+    ids = [entropy.UniformBits.id] + [
+        i
+        for i, k in ((1, "static_bernoulli"), (2, context.TABLE_KEY))
+        if k in (model.probability or {})
+    ]
+    entries = [{"sha256": model.sha256.hex(), "probability_ids": ids}]
+    entries += list(model.card.get("earlier_files", []))
+    kept = []
+    for entry in entries:
+        left = [i for i in entry["probability_ids"] if i != replaced_id]
+        if left:
+            kept.append({"sha256": entry["sha256"], "probability_ids": left})
+    return kept

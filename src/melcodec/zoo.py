@@ -43,6 +43,18 @@ class LoadedModel:
     recipe: dict
     probability: dict | None = field(default=None)
 
+    def decodes(self, sha256: bytes, prob_model_id: int) -> bool:
+        """Whether a file naming this model's hash and that probability model decodes
+        here as it did where it was made: this file, or an earlier one that differed
+        only in tables that the file does not use (``tables.earlier_files``)."""
+        if sha256 == self.sha256:
+            return True
+        return any(
+            entry.get("sha256") == sha256.hex()
+            and prob_model_id in entry.get("probability_ids", ())
+            for entry in self.card.get("earlier_files", [])
+        )
+
 
 def publish(path: Path) -> None:
     """Record a model file's hash in its folder's SHA256SUMS (after installing it there)."""

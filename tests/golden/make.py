@@ -1,11 +1,14 @@
 """Regenerate the golden .mlc files and what they must decode to.
 
-    python tests/golden/make.py
+    python tests/golden/make.py          # the files that are missing
+    python tests/golden/make.py --all    # every file, anew
 
-Run it only when a format or probability change is meant: tests/test_golden.py
-then pins the new files. For each container version and probability model, a
-file made from the first 2 s of examples/chipdisko-excerpt.flac with the shipped
-model ``default`` (kept unchanged so that old files decode), and NAME.npz with
+Remake existing files only when a format or probability change is meant:
+tests/test_golden.py then pins the new files. A file stays valid while the model
+decodes it (``default``'s card lists the earlier model files its old files name).
+For each container version and probability model, a file made from the first
+2 s of examples/chipdisko-excerpt.flac with the shipped model ``default``, and
+NAME.npz with
 the latent bits (packed), each tile's min and max, and the 16 kHz decode as
 16-bit PCM (float32 decoder, default options).
 """
@@ -59,9 +62,13 @@ def expected(codec: Codec, data: bytes) -> dict[str, np.ndarray]:
 def main() -> None:
     x, rate = source()
     files = {}
-    for prob_id, name in ((0, "uniform"), (1, "static")):
-        files[f"v2-{MODEL}-{name}"] = (golden_codec(prob_id), golden_codec(prob_id).encode(x, rate))
-    files[V1_FILE.stem] = (golden_codec(), V1_FILE.read_bytes())
+    remake = "--all" in sys.argv[1:]
+    for prob_id, name in ((0, "uniform"), (1, "static"), (2, "context")):
+        stem = f"v2-{MODEL}-{name}"
+        if remake or not (HERE / f"{stem}.mlc").is_file():
+            files[stem] = (golden_codec(prob_id), golden_codec(prob_id).encode(x, rate))
+    if remake:
+        files[V1_FILE.stem] = (golden_codec(), V1_FILE.read_bytes())
     for name, (codec, data) in files.items():
         header = bitstream.Reader(io.BytesIO(data)).header
         (HERE / f"{name}.mlc").write_bytes(data)

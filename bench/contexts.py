@@ -1,0 +1,158 @@
+"""What context modelling can gain: held-out conditional entropy of each model's latents.
+
+    python bench/contexts.py --data data/train [--models a,b]
+
+On training clips only (every 2nd clip of ``bin/fetch-music train``, never
+music-dev): each model's latent bits, a table of counts fitted on the first 75 %
+of the clips and scored on the last 25 % (whole files apart, as the clips are in
+file order), for candidate integer contexts. The figure is the held-out
+cross-entropy in bits per tile, so an over-large table pays for what it
+memorised. Latents are cached in runs/contexts/NAME.npy (packed bits).
+Writes bench/results/contexts.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import ROOT, machine, save
+
+from melcodec import context, data, load_model, tables
+from melcodec.modelfiles import available
+from melcodec.progress import Progress
+
+CACHE = ROOT / "runs" / "contexts"
+C, H, W = 128, 16, 16
+
+
+def latents(name: str, clips: torch.Tensor) -> np.ndarray:
+    path = CACHE / f"{name}.npy"
+    if path.is_file():
+        packed = np.load(path)
+        if len(packed) == len(clips):
+            return np.unpackbits(packed, axis=-1)
+    bar = Progress(len(clips), f"{name}: latents")
+    bits = tables.tile_bits(load_model(name).net, clips, progress=bar.callback())
+    bar.close()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.packbits(bits, axis=-1))
+    return bits
+
+
+def held_out(keys: np.ndarray, bits: np.ndarray, cells: int, split: int) -> float:
+    """Bits per tile of the last clips under counts (add-one) of the first ``split``."""
+    kf, bf = keys[:split].ravel(), bits[:split].ravel()
+    ones = np.bincount(kf, weights=bf, minlength=cells)
+    total = np.bincount(kf, minlength=cells)
+    k = np.clip(np.round((ones + 1) * 65536 / (total + 2)), 1, 65535)
+    p = k[keys[split:]] / 65536
+    test = bits[split:]
+    return float(-np.where(test == 1, np.log2(p), np.log2(1 - p)).sum() / len(test))
+
+
+def neighbour_keys(bits: np.ndarray, offsets) -> np.ndarray:
+    """Per-channel key of each bit from its neighbours at ``offsets`` (0, 1, or outside)."""
+    n = len(bits)
+    padded = np.full((n, C, H + 4, W + 4), 2, dtype=np.int32)
+    padded[:, :, 2 : 2 + H, 2 : 2 + W] = bits
+    key = np.zeros((n, C, H, W), np.int64)
+    for dy, dx in offsets:
+        key = key * 3 + padded[:, :, 2 + dy : 2 + dy + H, 2 + dx : 2 + dx + W]
+    return np.arange(C)[None, :, None, None] * 3 ** len(offsets) + key
+
+
+def candidates(bits: np.ndarray, split: int) -> list[dict]:
+    n = len(bits)
+    b = bits.astype(np.int64)
+    rows = []
+
+    def add(label: str, keys: np.ndarray, cells: int, fit_bits=None):
+        fit_bits = b if fit_bits is None else fit_bits
+        rows.append(
+            {
+                "context": label,
+                "table_entries": int(cells),
+                "bits_per_tile": held_out(keys, fit_bits, cells, split),
+            }
+        )
+
+    position = np.broadcast_to(np.arange(C * H * W).reshape(1, C, H, W), b.shape)
+    add("none: one probability per position (static-bernoulli)", position, C * H * W)
+    for label, offsets in (
+        ("left neighbour", [(0, -1)]),
+        ("left and lower-band neighbours", [(0, -1), (-1, 0)]),
+        (
+            "four causal neighbours (left, lower, lower-left, lower-right)",
+            [(0, -1), (-1, 0), (-1, -1), (-1, 1)],
+        ),
+        ("six causal neighbours (context-bernoulli's)", list(context.NEIGHBOURS)),
+    ):
+        add(f"channel + {label}", neighbour_keys(b, offsets), C * 3 ** len(offsets))
+    # Two-pass checkerboard: the first half per position, the second from 4 neighbours.
+    anchor = ((np.arange(H)[:, None] + np.arange(W)[None]) % 2 == 0)[None, None]
+    four = neighbour_keys(b, [(0, -1), (0, 1), (-1, 0), (1, 0)])
+    add(
+        "checkerboard: half per position, half from 4 neighbours (2 passes)",
+        np.where(anchor, position, C * H * W + four),
+        C * H * W + C * 81,
+    )
+    group, parents = context.choose_parents(bits[:split])
+    same = np.zeros_like(b)
+    second = group == 1
+    same[:, second] = 2 * b[:, parents[second, 0]] + b[:, parents[second, 1]]
+    channel = np.broadcast_to(np.arange(C)[None, :, None, None], b.shape)
+    add("channel + two parent channels at the same position", channel * 4 + same, C * 4)
+    schedule = context.make_schedule((C, H, W), group, parents)
+    symbols, index = context.contexts(schedule, bits)
+    add(
+        "six neighbours + two parent channels (context-bernoulli, 32 steps)",
+        index.reshape(n, -1),
+        C * context.CONTEXTS,
+        symbols.astype(np.int64),
+    )
+    return rows
+
+
+def table(results: dict, host: dict, clips: int) -> str:
+    names = list(results)
+    lines = [
+        "# Held-out conditional entropy of the latents, by context",
+        "",
+        f"`python bench/contexts.py`, {host['date']}, {host['cpu']}. {clips} training clips "
+        "(every 2nd of the training corpus; never music-dev), tables fitted on the first 75 %, "
+        "bits per tile (of 32,768) on the last 25 %. Table entries are 16-bit.",
+        "",
+        "| context | table entries | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    first = results[names[0]]
+    for i, row in enumerate(first):
+        cells = [f"{results[n][i]['bits_per_tile']:,.0f}" for n in names]
+        lines.append(f"| {row['context']} | {row['table_entries']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "train")
+    parser.add_argument("--models", default=",".join(available()))
+    args = parser.parse_args()
+    clips = data.load_clips(args.data)[0][::2]
+    split = int(0.75 * len(clips))
+    results = {}
+    for name in args.models.split(","):
+        results[name] = candidates(latents(name, clips), split)
+        print(f"{name} done", flush=True)
+    host = machine()
+    save(
+        "contexts",
+        {"machine": host, "clips": len(clips), "results": results},
+        table(results, host, len(clips)),
+    )
+
+
+if __name__ == "__main__":
+    main()

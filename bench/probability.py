@@ -1,0 +1,139 @@
+"""Bits per tile of every model under every probability model it has, on music-dev.
+
+    python bench/probability.py [--models a,b] [--runs 5]
+
+For each clip: the file ``melcodec encode`` writes under each probability model
+(its bytes, the real bits of each tile's payload), the model's own cross-entropy
+of the same latents (the ideal code length), a check that the decoded latents are
+the encoded ones, and the time of entropy coding alone (a tile's encode plus
+decode, medians over clips of the median of ``--runs`` runs; every probability
+model timed side by side on the same tiles). Writes bench/results/probability.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import numpy as np
+from common import machine, median, music_dev, save
+
+from melcodec import Codec, context, entropy, frontend, load_model
+from melcodec.modelfiles import available
+
+NAMES = {0: "uniform", 1: "static", 2: "context"}
+
+
+def ideal_bits(prob, bits: np.ndarray) -> float:
+    """The probability model's own code length of ``bits`` [n, C, 16, 16], per tile."""
+    if prob.id == 0:
+        return float(bits[0].size)
+    if prob.id == 1:
+        p = prob.p_one.reshape(1, -1)
+        b = bits.reshape(len(bits), -1)
+        return float(-np.where(b == 1, np.log2(p), np.log2(1 - p)).sum() / len(bits))
+    symbols, index = context.contexts(prob.schedule, bits)
+    p = prob.p_one[index]
+    return float(-np.where(symbols == 1, np.log2(p), np.log2(1 - p)).sum() / len(bits))
+
+
+def coding_ms(prob, tile: np.ndarray, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        coding, payload = prob.encode(tile)
+        prob.decode(coding, payload, tile.shape)
+        times.append(time.perf_counter() - t)
+    return 1000 * median(times)
+
+
+def measure(name: str, clips: list, runs: int) -> list[dict]:
+    model = load_model(name)
+    ids = entropy.available_ids(model.probability)
+    codecs = {i: Codec(model, prob_model_id=i) for i in ids}
+    rows = {i: {"bytes": [], "payload_bits": [], "ideal": [], "ms": [], "tiles": 0} for i in ids}
+    for path in clips:
+        wave, rate, length = clips[path]
+        bits = codecs[ids[0]].tile_bits(frontend.analyse(wave).scaled)
+        for i, codec in codecs.items():
+            data = codec.encode_16k(wave, rate, length)
+            reader = codec.open(io.BytesIO(data))
+            got = np.stack([codec.read_bits(reader, t)[0] for t in range(len(reader))])
+            if not np.array_equal(got, bits):
+                raise SystemExit(f"{name} {NAMES[i]}: decoded latents differ on {path.name}")
+            row = rows[i]
+            row["bytes"].append(len(data))
+            row["payload_bits"] += [8 * len(reader.chunk(t).payload) for t in range(len(reader))]
+            row["ideal"].append(ideal_bits(codec.prob, bits) * len(bits))
+            row["tiles"] += len(bits)
+            row["ms"].append(median([coding_ms(codec.prob, tile, runs) for tile in bits]))
+    out = []
+    for i, row in rows.items():
+        real = float(np.mean(row["payload_bits"]))
+        ideal = sum(row["ideal"]) / row["tiles"]
+        seconds = sum(clips[p][2] / clips[p][1] for p in clips)
+        out.append(
+            {
+                "model": name,
+                "probability": NAMES[i],
+                "tiles": row["tiles"],
+                "bits_per_tile": real,
+                "ideal_bits_per_tile": ideal,
+                "bits_per_pixel": real / (256 * 256),
+                "kbit_per_s": sum(row["bytes"]) * 8 / seconds / 1000,
+                "coding_ms_per_tile": median(row["ms"]),
+            }
+        )
+    static = next((r for r in out if r["probability"] == "static"), None)
+    for r in out:
+        r["vs_static"] = r["bits_per_tile"] / static["bits_per_tile"] - 1 if static else None
+        r["time_vs_static"] = (
+            r["coding_ms_per_tile"] / static["coding_ms_per_tile"] if static else None
+        )
+    return out
+
+
+def table(rows: list[dict], host: dict) -> str:
+    lines = [
+        "# Bits per tile on music-dev, by model and probability model",
+        "",
+        f"`python bench/probability.py`, {host['date']}, {host['cpu']} ({host['cores']} cores), "
+        f"torch {host['torch']}. Real: the payload bits of each tile in the file `encode` "
+        "writes (every tile decoded back to its latents and compared); ideal: the "
+        "probability model's own cross-entropy of the same latents; kbit/s: whole files, "
+        "container included; coding: one tile's entropy encode + decode, milliseconds.",
+        "",
+        "| model | probability model | bits/tile | ideal | real vs ideal | bit/px | kbit/s "
+        "| vs static | coding ms/tile | time vs static |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        vs = "-" if r["vs_static"] is None else f"{100 * r['vs_static']:+.1f} %"
+        tv = "-" if r["time_vs_static"] is None else f"{r['time_vs_static']:.2f}x"
+        lines.append(
+            f"| {r['model']} | {r['probability']} | {r['bits_per_tile']:,.0f} "
+            f"| {r['ideal_bits_per_tile']:,.0f} "
+            f"| {100 * (r['bits_per_tile'] / r['ideal_bits_per_tile'] - 1):+.2f} % "
+            f"| {r['bits_per_pixel']:.3f} | {r['kbit_per_s']:.2f} | {vs} "
+            f"| {r['coding_ms_per_tile']:.2f} | {tv} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(available()))
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    clips = {path: frontend.load(path) for path in music_dev()}
+    rows = []
+    for name in args.models.split(","):
+        rows += measure(name, clips, args.runs)
+        print(f"{name} done", flush=True)
+    host = machine()
+    save("probability", {"machine": host, "rows": rows}, table(rows, host))
+
+
+if __name__ == "__main__":
+    main()
