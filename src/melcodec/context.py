@@ -9,8 +9,8 @@ context is, in its own channel, the six neighbours
 
 each 0, 1 or "outside the tile" (3^6 = 729 values, all on earlier diagonals), and
 for a group-1 channel the bits of its two parent channels of group 0 at the same
-position (decoded one step earlier), x4. ``docs/probability.md`` has the
-measurements that chose these contexts.
+position (decoded one step earlier), x4. ``bench/contexts.py`` measures
+these contexts against others.
 
 Everything between the decoded bits and the coder is integer: contexts index an
 integer table of ``k / 65536`` (``1 <= k <= 65535``), a float64 that is exact, so
@@ -179,46 +179,26 @@ class ContextBernoulli:
         self.schedule = make_schedule(self.shape, group, parents)
 
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
-        from .entropy import RANGE_CODED, RAW, _constriction, pack
+        from .entropy import range_or_raw
 
         if bits.shape != self.shape:
             raise ValueError(f"bits of shape {bits.shape}, table of shape {self.shape}")
         symbols, index = contexts(self.schedule, bits[None])
-        c = _constriction()
-        coder = c.stream.queue.RangeEncoder()
-        coder.encode(
-            symbols[0].astype(np.int32),
-            c.stream.model.Bernoulli(perfect=False),
-            self.p_one[index[0]],
-        )
-        payload = coder.get_compressed().astype("<u4").tobytes()
-        if len(payload) >= (bits.size + 7) // 8:
-            return RAW, pack(bits)
-        return RANGE_CODED, payload
+        return range_or_raw(bits, symbols[0], self.p_one[index[0]])
 
     def decode(self, coding: int, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        from .entropy import RANGE_CODED, RAW, _constriction, unpack
+        from .entropy import RAW, range_decoder, unpack
 
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
         if coding == RAW:
             return unpack(payload, shape)
-        if coding != RANGE_CODED or len(payload) % 4:
-            raise FormatError("range-coded payload is malformed")
-        c = _constriction()
         s = self.schedule
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         flat = _padded_tiles(np.zeros((1, *shape), np.uint8))[0]
-        model = c.stream.model.Bernoulli(perfect=False)
-        try:
-            decoder = c.stream.queue.RangeDecoder(words)
+        with range_decoder(coding, payload) as (decoder, model):
             for cells, ctx, rows in zip(s.cells, s.context_cells, s.table_rows, strict=True):
                 index = rows + np.einsum("i,ij->j", _WEIGHTS, flat[ctx])
                 flat[cells] = decoder.decode(model, self.p_one[index])
-        except (AssertionError, ValueError, RuntimeError) as exc:
-            raise FormatError(
-                f"range-coded payload cannot be decoded ({type(exc).__name__})"
-            ) from None
         return flat[s.inside].astype(np.uint8).reshape(shape)
 
 

@@ -11,6 +11,8 @@ a tile never exceeds 32,768 bits, the paper's bound.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -63,34 +65,44 @@ class StaticBernoulli:
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
         if bits.shape != self.shape:
             raise ValueError(f"bits of shape {bits.shape}, table of shape {self.shape}")
-        c = _constriction()
-        coder = c.stream.queue.RangeEncoder()
-        model = c.stream.model.Bernoulli(perfect=False)
-        coder.encode(bits.reshape(-1).astype(np.int32), model, self.p_one)
-        payload = coder.get_compressed().astype("<u4").tobytes()
-        if len(payload) >= (bits.size + 7) // 8:
-            return RAW, pack(bits)
-        return RANGE_CODED, payload
+        return range_or_raw(bits, bits.reshape(-1), self.p_one)
 
     def decode(self, coding: int, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
         if coding == RAW:
             return unpack(payload, shape)
-        if coding != RANGE_CODED or len(payload) % 4:
-            raise FormatError("range-coded payload is malformed")
-        c = _constriction()
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        try:
-            decoder = c.stream.queue.RangeDecoder(words)
-            bits = decoder.decode(c.stream.model.Bernoulli(perfect=False), self.p_one)
-        except (AssertionError, ValueError, RuntimeError) as exc:
-            # constriction asserts on a payload no encoder could have made (a crafted
-            # chunk with a valid CRC); that is the file's fault, not a bug.
-            raise FormatError(
-                f"range-coded payload cannot be decoded ({type(exc).__name__})"
-            ) from None
+        with range_decoder(coding, payload) as (decoder, model):
+            bits = decoder.decode(model, self.p_one)
         return np.asarray(bits, dtype=np.uint8).reshape(shape)
+
+
+def range_or_raw(bits: np.ndarray, symbols: np.ndarray, p_one: np.ndarray) -> tuple[int, bytes]:
+    """``symbols`` (a tile's ``bits`` in coding order) range coded under ``p_one``, or
+    the tile packed raw where that would not be smaller."""
+    c = _constriction()
+    coder = c.stream.queue.RangeEncoder()
+    coder.encode(symbols.astype(np.int32), c.stream.model.Bernoulli(perfect=False), p_one)
+    payload = coder.get_compressed().astype("<u4").tobytes()
+    if len(payload) >= (bits.size + 7) // 8:
+        return RAW, pack(bits)
+    return RANGE_CODED, payload
+
+
+@contextlib.contextmanager
+def range_decoder(coding: int, payload: bytes):
+    """(decoder, Bernoulli model) over a range-coded payload; decoding errors inside
+    become :class:`FormatError`."""
+    if coding != RANGE_CODED or len(payload) % 4:
+        raise FormatError("range-coded payload is malformed")
+    c = _constriction()
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    try:
+        yield c.stream.queue.RangeDecoder(words), c.stream.model.Bernoulli(perfect=False)
+    except (AssertionError, ValueError, RuntimeError) as exc:
+        # constriction asserts on a payload no encoder could have made (a crafted
+        # chunk with a valid CRC); that is the file's fault, not a bug.
+        raise FormatError(f"range-coded payload cannot be decoded ({type(exc).__name__})") from None
 
 
 def pack(bits: np.ndarray) -> bytes:

@@ -25,14 +25,7 @@ def count_ones(
     net, tiles: torch.Tensor, batch: int = 16, progress: Callable | None = None
 ) -> torch.Tensor:
     """Per-position counts of 1 bits over ``tiles`` ``[n, 1, 256, 256]``."""
-    net.eval()
-    ones = None
-    for i in range(0, len(tiles), batch):
-        bits = net.encode_bits(tiles[i : i + batch].float()).sum(0, dtype=torch.int64)
-        ones = bits if ones is None else ones + bits
-        if progress:
-            progress(min(i + batch, len(tiles)), len(tiles))
-    return ones
+    return torch.from_numpy(tile_bits(net, tiles, batch, progress).sum(0, dtype=np.int64))
 
 
 def fit_static_table(
@@ -77,7 +70,7 @@ def fit_context_table(
     tables = context.fit(bits)
     info = {
         "fit_tiles": len(tiles),
-        # In-sample, so a little below what unseen music costs (docs/probability.md).
+        # In-sample, so a little below what unseen music costs (bench/contexts.py).
         "entropy_bits_per_tile": context.cross_entropy_bits(tables, bits),
     }
     return _store(model, context.ContextBernoulli.id, context.TABLE_KEY, tables, info, out)
