@@ -1,19 +1,22 @@
 """What context modelling can gain: held-out conditional entropy of each model's latents.
 
-    python bench/contexts.py --data data/train [--models a,b]
+    python bench/contexts.py --data data/train [--models a,b] [--variants]
 
 On training clips only (every 2nd clip of ``bin/fetch-music train``, never
 music-dev): each model's latent bits, a table of counts fitted on the first 75 %
 of the clips and scored on the last 25 % (whole files apart, as the clips are in
 file order), for candidate integer contexts. The figure is the held-out
 cross-entropy in bits per tile, so an over-large table pays for what it
-memorised. Latents are cached in runs/contexts/NAME.npy (packed bits).
+memorised. The last rows are context-mix (id 3) as shipped and, with
+``--variants``, other group counts and offsets for the first model. Latents are
+cached in runs/contexts/NAME.npy (packed bits).
 Writes bench/results/contexts.{md,json}.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ from melcodec.modelfiles import available
 from melcodec.progress import Progress
 
 CACHE = ROOT / "runs" / "contexts"
+FIT_CLIPS = 1000  # as bin/train-zoo fits the shipped tables
 C, H, W = 128, 16, 16
 
 
@@ -65,7 +69,6 @@ def neighbour_keys(bits: np.ndarray, offsets) -> np.ndarray:
 
 
 def candidates(bits: np.ndarray, split: int) -> list[dict]:
-    n = len(bits)
     b = bits.astype(np.int64)
     rows = []
 
@@ -88,7 +91,7 @@ def candidates(bits: np.ndarray, split: int) -> list[dict]:
             "four causal neighbours (left, lower, lower-left, lower-right)",
             [(0, -1), (-1, 0), (-1, -1), (-1, 1)],
         ),
-        ("six causal neighbours (context-bernoulli's)", list(context.NEIGHBOURS)),
+        ("six causal neighbours (context-mix's own-channel context)", list(context.NEIGHBOURS)),
     ):
         add(f"channel + {label}", neighbour_keys(b, offsets), C * 3 ** len(offsets))
     # Two-pass checkerboard: the first half per position, the second from 4 neighbours.
@@ -99,20 +102,40 @@ def candidates(bits: np.ndarray, split: int) -> list[dict]:
         np.where(anchor, position, C * H * W + four),
         C * H * W + C * 81,
     )
-    group, parents = context.choose_parents(bits[:split])
-    same = np.zeros_like(b)
-    second = group == 1
-    same[:, second] = 2 * b[:, parents[second, 0]] + b[:, parents[second, 1]]
-    channel = np.broadcast_to(np.arange(C)[None, :, None, None], b.shape)
-    add("channel + two parent channels at the same position", channel * 4 + same, C * 4)
-    schedule = context.make_schedule((C, H, W), group, parents)
-    symbols, index = context.contexts(schedule, bits)
-    add(
-        "six neighbours + two parent channels (context-bernoulli, 32 steps)",
-        index.reshape(n, -1),
-        C * context.CONTEXTS,
-        symbols.astype(np.int64),
-    )
+    return rows
+
+
+@contextlib.contextmanager
+def offsets(chosen):
+    """A study-only switch of context-mix's offsets (the format fixes them)."""
+    kept = context.OFFSETS
+    context.OFFSETS = chosen
+    try:
+        yield
+    finally:
+        context.OFFSETS = kept
+
+
+def mix_rows(bits: np.ndarray, split: int, variants: bool) -> list[dict]:
+    """context-mix fitted on (at most FIT_CLIPS of) the first clips, scored on the rest."""
+    fit_bits = bits[:split][:: max(1, split // FIT_CLIPS)]
+    shipped = (4, context.OFFSETS, "context-mix: 4 groups, 5 offsets (id 3, 37 steps)")
+    chosen = [shipped]
+    if variants:
+        chosen += [
+            (2, context.OFFSETS, "context-mix: 2 groups, 5 offsets (33 steps)"),
+            (4, ((0, 0),), "context-mix: 4 groups, the same position only"),
+            (4, context.OFFSETS[:3], "context-mix: 4 groups, same position + the 2 ahead"),
+            (8, context.OFFSETS, "context-mix: 8 groups, 5 offsets (45 steps)"),
+        ]
+    rows = []
+    for groups, chosen_offsets, label in chosen:
+        with offsets(chosen_offsets):
+            tables_ = context.fit(fit_bits, groups=groups)
+            held = context.cross_entropy_bits(tables_, bits[split:])
+        entries = 128 * 729 + int(np.count_nonzero(np.asarray(tables_["weight"])))
+        rows.append({"context": label, "table_entries": entries, "bits_per_tile": held})
+        print(f"  {label}: {held:,.0f}", flush=True)
     return rows
 
 
@@ -123,14 +146,21 @@ def table(results: dict, host: dict, clips: int) -> str:
         "",
         f"`python bench/contexts.py`, {host['date']}, {host['cpu']}. {clips} training clips "
         "(every 2nd of the training corpus; never music-dev), tables fitted on the first 75 %, "
-        "bits per tile (of 32,768) on the last 25 %. Table entries are 16-bit.",
+        "bits per tile (of 32,768) on the last 25 %. Table entries are 16-bit. context-mix "
+        f"rows: fitted by logistic regression on at most {FIT_CLIPS} of the first 75 %; its "
+        "entries are the neighbour logits and the non-zero weights of the first model.",
         "",
         "| context | table entries | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
-    first = results[names[0]]
-    for i, row in enumerate(first):
-        cells = [f"{results[n][i]['bits_per_tile']:,.0f}" for n in names]
+    by_label = {n: {r["context"]: r for r in results[n]} for n in names}
+    for row in results[names[0]]:
+        cells = [
+            f"{by_label[n][row['context']]['bits_per_tile']:,.0f}"
+            if row["context"] in by_label[n]
+            else "-"
+            for n in names
+        ]
         lines.append(f"| {row['context']} | {row['table_entries']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -139,12 +169,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "train")
     parser.add_argument("--models", default=",".join(available()))
+    parser.add_argument(
+        "--variants", action="store_true", help="context-mix variants, for the first model"
+    )
     args = parser.parse_args()
     clips = data.load_clips(args.data)[0][::2]
     split = int(0.75 * len(clips))
     results = {}
-    for name in args.models.split(","):
-        results[name] = candidates(latents(name, clips), split)
+    for i, name in enumerate(args.models.split(",")):
+        bits = latents(name, clips)
+        results[name] = candidates(bits, split) + mix_rows(bits, split, args.variants and i == 0)
         print(f"{name} done", flush=True)
     host = machine()
     save(

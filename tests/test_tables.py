@@ -1,4 +1,5 @@
-"""Fitting a static-bernoulli table into a model file, and coding with it."""
+"""Fitting probability tables into a model file (API and `fit-table`), and coding
+with them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, run_cli, write_synth
 
 from melcodec import Codec, entropy, load_model, tables
 
@@ -19,7 +21,7 @@ def test_fitted_table_matches_counts_and_shrinks_files(tiny_model_path, tmp_path
     ramp = torch.linspace(0, 1, 256)[None, None, :, None].expand(12, 1, 256, 256)
     tiles_ = (ramp * torch.rand(12, 1, 1, 1)).contiguous()
     before = load_model(path).sha256
-    info = tables.fit_static_table(path, tiles_)
+    info = tables.fit_table("static", path, tiles_)
     model = load_model(path)
     assert model.sha256 != before, "a new table makes a new model file"
     table = model.probability["static_bernoulli"]
@@ -51,7 +53,7 @@ def test_half_precision_model_files_define_the_bits(tiny_loaded, tmp_path):
             assert torch.equal(value, original.half().float())
     # Refitting the table keeps the file in half precision.
     tiles_ = torch.rand(4, 1, 256, 256, generator=torch.Generator().manual_seed(1))
-    tables.fit_static_table(half, tiles_)
+    tables.fit_table("static", half, tiles_)
     stored = torch.load(half, weights_only=True)["weights"]
     assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
     codec = Codec(load_model(half))
@@ -85,8 +87,8 @@ def test_fit_to_another_file_keeps_the_original_and_the_recipe(tiny_loaded, tmp_
     out = tmp_path / "fitted.pt"
     tiles_ = torch.rand(5, 1, 256, 256, generator=torch.Generator().manual_seed(2))
     seen = []
-    info = tables.fit_static_table(
-        tiny_model_path, tiles_, out=out, progress=lambda *a: seen.append(a)
+    info = tables.fit_table(
+        "static", tiny_model_path, tiles_, out=out, progress=lambda *a: seen.append(a)
     )
     assert tiny_model_path.read_bytes() == before
     assert seen and seen[-1] == (5, 5)
@@ -97,3 +99,26 @@ def test_fit_to_another_file_keeps_the_original_and_the_recipe(tiny_loaded, tmp_
     entropy_bits = float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)).sum())
     assert info["entropy_bits_per_tile"] == pytest.approx(entropy_bits, rel=1e-9)
     assert fitted.card["probability"]["static_bernoulli"] == info
+
+
+def test_fit_table_command_adds_both_tables_and_encode_uses_context_mix(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MELCODEC_CACHE", str(tmp_path / "cache"))
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(3):
+        write_synth(music / f"clip{seed}.wav", 9, seed=seed)
+    out = tmp_path / "fitted.pt"
+    code, stdout, err = run_cli(
+        "fit-table", tiny_model_path, "--data", music, "--clips", 4, "--out", out
+    )
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].startswith("static table fitted on 4 tiles")
+    assert lines[1].startswith("context table fitted on 4 tiles")
+    model = load_model(out)
+    assert set(model.probability) == {"static_bernoulli", "context_mix"}
+    assert Codec(model).prob.id == 3
+    code, _, err = run_cli("fit-table", tiny_model_path, "--data", tmp_path / "none")
+    assert_one_line_error(code, err, "does not exist")

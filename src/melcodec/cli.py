@@ -415,7 +415,7 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     val = card.get("validation", {})
     fitted = card.get("probability") or {}
     # The encoder's choice: the context table where the file has one.
-    kind = next((k for k in ("context_bernoulli", "static_bernoulli") if k in fitted), None)
+    kind = next((k for k in ("context_mix", "static_bernoulli") if k in fitted), None)
     bits = fitted.get(kind, {}).get("entropy_bits_per_tile")
     # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
     tile_seconds = TILE_FRAMES * MEL.hop_length / MEL.sample_rate
@@ -490,23 +490,22 @@ def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options
     default="both",
     show_default=True,
     type=click.Choice(["static", "context", "both"]),
-    help="static-bernoulli (id 1), context-bernoulli (id 2), or both.",
+    help="static-bernoulli (id 1), context-mix (id 3), or both.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
     """Fit MODEL's probability tables on training audio (every clips-th clip of it)."""
     from . import data
-    from .tables import fit_context_table, fit_static_table
+    from .tables import fit_table
 
     tiles, _ = data.load_clips(data_)
     step = max(1, len(tiles) // clips)
     chosen = tiles[::step][:clips]
-    fits = {"static": fit_static_table, "context": fit_context_table}
     for kind in ("static", "context"):
         if which not in (kind, "both"):
             continue
         bar = Progress(0, f"{kind} table: encoding")
-        info = fits[kind](model, chosen, out, bar.callback())
+        info = fit_table(kind, model, chosen, out, bar.callback())
         bar.close()
         click.echo(
             f"{kind} table fitted on {info['fit_tiles']} tiles: "

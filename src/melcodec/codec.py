@@ -166,8 +166,7 @@ class Codec:
         analysis = group.analysis
         bits = self.tile_bits(analysis.scaled)
         chunks = []
-        for i in range(len(bits)):
-            coding, payload = self.prob.encode(bits[i])
+        for i, (coding, payload) in enumerate(entropy.encode_tiles(self.prob, bits)):
             lo, hi = float(analysis.lo[i]), float(analysis.hi[i])
             chunks.append(bitstream.Chunk(lo, hi, coding, payload, group.levels[i].tobytes()))
         if progress:
@@ -291,6 +290,7 @@ class Codec:
         """Parse a container and check that it was made with this model and front end."""
         reader = bitstream.Reader(fh, max_seconds)
         h = reader.header
+        entropy.refuse_retired(h.prob_model_id)
         if h.model_name != self.model.name or not self.model.decodes(
             h.model_sha256, h.prob_model_id
         ):
@@ -340,7 +340,9 @@ class Codec:
         progress: Callable | None = None,
     ) -> torch.Tensor:
         """Chunks -> their log-mel tiles ``[n, n_mels, 256]``."""
-        bits = np.stack([self._chunk_bits(header, c) for c in chunks])
+        prob = self._prob_for(header.prob_model_id)
+        coded = [(c.coding, c.payload) for c in chunks]
+        bits = entropy.decode_tiles(prob, coded, self.latent_shape)
         lo = torch.tensor([c.lo for c in chunks])
         hi = torch.tensor([c.hi for c in chunks])
         return tiles.unscale(self.decode_tiles(bits, progress), lo, hi)

@@ -1,25 +1,34 @@
-"""Context probability model for the latent bits: each bit's probability from decoded bits.
+"""Context probability model for the latent bits (id 3, context-mix).
 
-A tile's latent ``[C, 16, 16]`` (channel, mel row, time column) is decoded in 32
-steps. Channels are split into two groups. Step ``s`` decodes the group-0 bits on
-the diagonal ``y + x = s`` and the group-1 bits on the diagonal ``s - 1``. A bit's
-context is, in its own channel, the six neighbours
+A tile's latent ``[C, 16, 16]`` (channel, mel row, time column) is split into
+channel groups ``0 .. G-1``. Step ``t`` decodes, for every group ``g``, the bits of
+its channels on the diagonal ``y + x = t - 2g``: group 0 leads and each later group
+follows two diagonals behind, in ``31 + 2 (G - 1) + 1`` steps. A bit's logit is
 
-    (y, x-1)  (y, x-2)  (y-1, x)  (y-1, x-1)  (y-2, x)  (y-1, x-2)
+    z = neighbour[c, k] + sum over (o, c') of weight[c, o, c'] * s(c', p + o)
 
-each 0, 1 or "outside the tile" (3^6 = 729 values, all on earlier diagonals), and
-for a group-1 channel the bits of its two parent channels of group 0 at the same
-position (decoded one step earlier), x4. ``bench/contexts.py`` measures
-these contexts against others.
+- ``k``: the bit's own channel at the six neighbours
+  ``(y, x-1) (y, x-2) (y-1, x) (y-1, x-1) (y-2, x) (y-1, x-2)``, each 0, 1 or
+  "outside the tile", as a base-3 number (729 values; all on earlier diagonals);
+- ``s(c', q)``: +1 or -1 for the bit of channel ``c'`` at position ``q``, 0 outside
+  the tile, for the offsets ``o`` of :data:`OFFSETS` (the position itself and its
+  four nearest neighbours); a weight may be non-zero only where ``c'`` is in an
+  earlier group, whose bits at those positions are decoded (its diagonal ``d + 1`` at
+  the latest, two steps behind) before the bit's own step.
 
-Everything between the decoded bits and the coder is integer: contexts index an
-integer table of ``k / 65536`` (``1 <= k <= 65535``), a float64 that is exact, so
-a file decodes to the same latents on any machine. Encoding codes the whole tile
-in one call, in decoding order; decoding is one call per step.
+Then ``P(bit = 1) = squash[clip(z, -ZMAX, ZMAX) + ZMAX] / 65536``, from a table of
+integers ``1..65535`` stored in the model file. ``neighbour`` and ``weight`` are
+integers (the fitted logits times :data:`SCALE`), and the sum is a float64 matrix
+product of small integers, exact whatever the order of its additions (every partial
+sum stays far below 2^53). So nothing but integers lies between the decoded bits and
+the probability constriction sees: a file decodes to the same latents on any machine,
+BLAS and thread count. Encoding codes a whole tile in one call; decoding is one call
+per step. ``bench/contexts.py`` measures these contexts against others.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -29,215 +38,291 @@ import torch
 from .errors import FormatError, ModelError
 
 NEIGHBOURS = ((0, -1), (0, -2), (-1, 0), (-1, -1), (-2, 0), (-1, -2))
+OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
 OUTSIDE = 2
 NEIGHBOUR_CONTEXTS = 3 ** len(NEIGHBOURS)
-PARENTS = 2
-CONTEXTS = NEIGHBOUR_CONTEXTS << PARENTS
-PAD = 2  # rows and columns of "outside" above and left of the tile
-TABLE_KEY = "context_bernoulli"
+PAD = 2  # rows and columns of "outside" above and left of the tile (own channel)
+LAG = 2  # diagonals each group follows the one before it
+SCALE = 256  # integer logit units per nat
+ZMAX = 16 * SCALE  # logits clipped to +-16 nats: P within 1e-7 of 0 or 1
+WEIGHT_LIMIT = 1 << 15  # int16 weights
+# A channel's weights sum in absolute value to at most this: every partial sum of a
+# (shifted) logit is then an integer that float32 holds exactly (< 2^24), in any
+# order of addition, and the padded squash table stays small.
+REACH_LIMIT = 1 << 18
+MAX_GROUPS = 16
+TABLE_KEY = "context_mix"
+_POWERS = np.array([3 ** (len(NEIGHBOURS) - 1 - j) for j in range(len(NEIGHBOURS))], np.int32)
+SIGN = np.array([-1, 1], np.float32)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one decoding step decodes, and where each bit's context lies.
+
+    A step's bits are group 0's first (if any), then each later group's, channel-major
+    within a group; ``parts`` has, per later group, its index, the sign-state rows of
+    every offset of its positions ``[P, len(OFFSETS)]`` and its first bit.
+    """
+
+    cells: np.ndarray  # flat index into the padded own-channel state, per bit
+    context_cells: np.ndarray  # [6, n] flat indexes of each bit's neighbours
+    rows: np.ndarray  # [n] channel * 729
+    sign_cells: np.ndarray  # [n] flat index into the sign state
+    parts: list
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """For every step, the positions it decodes and where their context bits are.
+    """The decoding steps for latents of ``shape`` with this channel grouping.
 
-    Indexes are flat into the padded tile ``[C, PAD + H, PAD + W]`` plus one cell
-    that is always 0 (the parents of group-0 channels). ``order`` concatenates every
-    step's positions: the order in which the encoder codes a tile.
+    The sign state is ``[(H + 2) * (W + 2), C]``: positions padded by one on every
+    side, channels in group order (``order``), so a group's earlier channels are the
+    first columns. ``all_latent``
+    concatenates every step's bits (flat ``[C, H, W]`` index): the order in which the
+    encoder codes a tile.
     """
 
     shape: tuple[int, int, int]
-    cells: list[np.ndarray]  # per step: flat padded index of each position decoded
-    context_cells: list[np.ndarray]  # per step: [6 + PARENTS, n] flat padded indexes
-    table_rows: list[np.ndarray]  # per step: channel * CONTEXTS of each position
-    all_latent: np.ndarray  # flat [C, H, W] index of every bit, in coding order
-    channel_rows: np.ndarray  # [C, 1, 1]: channel * CONTEXTS
-    second_group: np.ndarray  # [C] bool: channels of group 1
-    parents: np.ndarray  # [C, PARENTS]
+    groups: np.ndarray  # [C] group of each channel
+    order: np.ndarray  # channels sorted by group
+    steps: list[Step]
+    all_latent: np.ndarray
 
     @cached_property
     def inside(self) -> np.ndarray:
-        """Flat padded index of every latent bit, in latent order."""
+        """Flat padded own-channel index of every latent bit, in latent order."""
         c, h, w = self.shape
         ch, y, x = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
         return ((ch * (PAD + h) + PAD + y) * (PAD + w) + PAD + x).reshape(-1)
 
-    @property
-    def padded_size(self) -> int:
-        c, h, w = self.shape
-        return c * (PAD + h) * (PAD + w) + 1
+    @cached_property
+    def channel_rows(self) -> np.ndarray:
+        """``[C, 1, 1]``: each channel's first neighbour-table row."""
+        return (np.arange(self.shape[0], dtype=np.int32) * NEIGHBOUR_CONTEXTS)[:, None, None]
+
+    @cached_property
+    def tile_rows(self) -> np.ndarray:
+        """Sign-state rows of every offset of every position, position-major."""
+        _, h, w = self.shape
+        ys, xs = np.divmod(np.arange(h * w), w)
+        return _position_rows(h, w, ys, xs).reshape(-1)
+
+    @cached_property
+    def earlier(self) -> np.ndarray:
+        """Per group, how many channels come before it in ``order``."""
+        return np.concatenate([[0], np.cumsum(np.bincount(self.groups))])
 
 
-def make_schedule(shape: tuple[int, int, int], group: np.ndarray, parents: np.ndarray) -> Schedule:
-    """The decoding schedule for latents of ``shape`` with this channel split and parents."""
+def _position_rows(h: int, w: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sign-state rows of each offset of each position: ``[P, len(OFFSETS)]``."""
+    return np.stack([(ys + 1 + dy) * (w + 2) + xs + 1 + dx for dy, dx in OFFSETS], 1)
+
+
+def make_schedule(shape: tuple[int, int, int], groups: np.ndarray) -> Schedule:
+    """The decoding schedule for latents of ``shape`` with this channel grouping."""
     c_count, h, w = shape
     ph, pw = PAD + h, PAD + w
-    zero = c_count * ph * pw  # the always-0 cell
-    cells, latent, context_cells, rows = [], [], [], []
-    for step in range(h + w):
-        parts = []
-        for g, diagonal in ((0, step), (1, step - 1)):
-            channels = np.flatnonzero(group == g)
+    order = np.argsort(groups, kind="stable")
+    column = np.empty(c_count, np.int64)
+    column[order] = np.arange(c_count)
+    count = int(groups.max()) + 1
+    steps, latent = [], []
+    for t in range(h + w - 1 + LAG * (count - 1)):
+        cc_all, yy_all, xx_all, parts, done = [], [], [], [], 0
+        for g in range(count):
             ys = np.arange(h)
-            xs = diagonal - ys
+            xs = t - LAG * g - ys
             ok = (xs >= 0) & (xs < w)
             ys, xs = ys[ok], xs[ok]
-            if not len(channels) or not len(ys):
+            if not len(ys):
                 continue
-            cc = np.repeat(channels, len(ys))
-            yy = np.tile(ys, len(channels))
-            xx = np.tile(xs, len(channels))
-            parts.append((cc, yy, xx, g))
-        if not parts:
-            continue
-        cc = np.concatenate([p[0] for p in parts])
-        yy = np.concatenate([p[1] for p in parts])
-        xx = np.concatenate([p[2] for p in parts])
-        grp = np.concatenate([np.full(len(p[0]), p[3]) for p in parts])
+            channels = order[groups[order] == g]
+            cc_all.append(np.repeat(channels, len(ys)))
+            yy_all.append(np.tile(ys, len(channels)))
+            xx_all.append(np.tile(xs, len(channels)))
+            if g:
+                parts.append((g, _position_rows(h, w, ys, xs), done))
+            done += len(channels) * len(ys)
+        cc, yy, xx = (np.concatenate(a) for a in (cc_all, yy_all, xx_all))
 
         def padded(ch, y, x):
             return (ch * ph + PAD + y) * pw + PAD + x
 
-        ctx = [padded(cc, yy + dy, xx + dx) for dy, dx in NEIGHBOURS]
-        for j in range(PARENTS):
-            par = parents[cc, j]
-            ctx.append(np.where(grp == 1, padded(par, yy, xx), zero))
-        cells.append(padded(cc, yy, xx))
+        ctx = np.stack([padded(cc, yy + dy, xx + dx) for dy, dx in NEIGHBOURS])
+        signs = ((yy + 1) * (w + 2) + xx + 1) * c_count + column[cc]
+        rows = (cc * NEIGHBOUR_CONTEXTS).astype(np.int32)
+        steps.append(Step(padded(cc, yy, xx), ctx, rows, signs, parts))
         latent.append((cc * h + yy) * w + xx)
-        context_cells.append(np.stack(ctx))
-        rows.append((cc * CONTEXTS).astype(np.int32))
-    return Schedule(
-        shape,
-        cells,
-        context_cells,
-        rows,
-        np.concatenate(latent),
-        (np.arange(c_count, dtype=np.int32) * CONTEXTS)[:, None, None],
-        group == 1,
-        parents,
-    )
+    return Schedule(shape, groups, order, steps, np.concatenate(latent))
 
 
-_WEIGHTS = np.array(
-    [3 ** (len(NEIGHBOURS) - 1 - j) << PARENTS for j in range(len(NEIGHBOURS))]
-    + [1 << (PARENTS - 1 - j) for j in range(PARENTS)],
-    dtype=np.int32,
-)
+class ContextMix:
+    """Id 3: P(bit = 1) from the bit's neighbours in its channel and earlier groups.
 
-
-def _padded_tiles(bits: np.ndarray) -> np.ndarray:
-    """Bits ``[n, C, H, W]`` -> ``[n, padded_size]`` with "outside" around and the 0 cell."""
-    n, c, h, w = bits.shape
-    out = np.full((n, c * (PAD + h) * (PAD + w) + 1), OUTSIDE, dtype=np.int32)
-    out[:, -1] = 0
-    out[:, :-1].reshape(n, c, PAD + h, PAD + w)[:, :, PAD:, PAD:] = bits
-    return out
-
-
-def contexts(schedule: Schedule, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every bit of ``bits`` ``[n, C, H, W]`` in decoding order, and its table index.
-
-    All bits are known here (encoding, fitting), so the contexts of a whole tile come
-    from shifted views at once; the decoder gathers the same cells step by step.
-    """
-    n, c, h, w = bits.shape
-    padded = np.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=np.int32)
-    padded[:, :, PAD:, PAD:] = bits
-    index = np.broadcast_to(schedule.channel_rows, (n, c, h, w)).copy()
-    for weight, (dy, dx) in zip(_WEIGHTS, NEIGHBOURS, strict=False):  # the parents' follow
-        index += weight * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
-    second = schedule.second_group
-    inside = padded[:, :, PAD:, PAD:]
-    for weight, parent in zip(_WEIGHTS[len(NEIGHBOURS) :], schedule.parents.T, strict=True):
-        index[:, second] += weight * inside[:, parent[second]]
-    flat_bits = bits.reshape(n, -1)[:, schedule.all_latent]
-    return flat_bits, index.reshape(n, -1)[:, schedule.all_latent]
-
-
-class ContextBernoulli:
-    """Id 2: P(bit = 1) from an integer table indexed by channel and context.
-
-    ``tables`` is the model file's ``probability["context_bernoulli"]``: ``table``
-    ``[C, CONTEXTS]`` integers ``k`` (P = k / 65536), ``group`` ``[C]`` (0 or 1),
-    ``parents`` ``[C, 2]`` (group-0 channels; unused for group 0).
+    ``tables`` is the model file's ``probability["context_mix"]``: ``groups`` ``[C]``,
+    ``neighbour`` ``[C, 729]`` and ``weight`` ``[C, len(OFFSETS), C]`` integers,
+    ``squash`` ``[2 ZMAX + 1]`` integers ``k`` (P = k / 65536), ``side``.
     """
 
-    id = 2
-    name = "context-bernoulli"
+    id = 3
+    name = "context-mix"
 
     def __init__(self, tables: dict):
         try:
-            table = np.asarray(tables["table"], dtype=np.int64)
-            group = np.asarray(tables["group"], dtype=np.int64)
-            parents = np.asarray(tables["parents"], dtype=np.int64)
+            groups = np.asarray(tables["groups"], dtype=np.int64)
+            neighbour = np.asarray(tables["neighbour"], dtype=np.int64)
+            weight = np.asarray(tables["weight"], dtype=np.int64)
+            squash = np.asarray(tables["squash"], dtype=np.int64)
             side = int(tables["side"])
         except (KeyError, TypeError, ValueError):
-            raise ModelError("context-bernoulli table is incomplete") from None
-        check_tables(table, group, parents)
-        self.shape = (table.shape[0], side, side)
-        self.p_one = table.reshape(-1).astype(np.float64) / (1 << 16)
-        self.schedule = make_schedule(self.shape, group, parents)
+            raise ModelError("context-mix table is incomplete") from None
+        check_tables(groups, neighbour, weight, squash)
+        c = len(groups)
+        self.shape = (c, side, side)
+        self.schedule = s = make_schedule(self.shape, groups)
+        # Logits are kept shifted by ``shift`` >= |any logit|, so a logit is its own
+        # index into the squash table, padded with its end values (already 1 and
+        # 65535 at +-ZMAX); every value stays an integer below 2^24 in float32.
+        reach = int(np.abs(weight).reshape(c, -1).sum(1).max())
+        self.shift = ZMAX + reach
+        self.neighbour = (neighbour.reshape(-1) + self.shift).astype(np.float32)
+        table = np.pad(squash, reach, mode="edge").astype(np.float64) / (1 << 16)
+        self.p_of_z = table
+        # Per later group, its weights on the earlier groups' bits, [C_g, 5 k]:
+        # columns offset-major, then channel in group order.
+        self.weights = {}
+        for g in range(1, int(groups.max()) + 1):
+            own = s.order[s.earlier[g] : s.earlier[g + 1]]
+            w = weight[own][:, :, s.order[: s.earlier[g]]].reshape(len(own), -1)
+            self.weights[g] = np.ascontiguousarray(w, dtype=np.float32)
+
+    def probabilities(self, bits: np.ndarray) -> np.ndarray:
+        """P(bit = 1) of every bit of ``bits`` ``[n, C, H, W]``, in coding order.
+
+        All bits are known here (encoding, fitting), so the whole tile's features come
+        from shifted views at once; the decoder gathers the same values step by step.
+        """
+        n, c, h, w = bits.shape
+        s = self.schedule
+        padded = np.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=np.int32)
+        padded[:, :, PAD:, PAD:] = bits
+        index = np.broadcast_to(s.channel_rows, (n, c, h, w)).copy()
+        for power, (dy, dx) in zip(_POWERS, NEIGHBOURS, strict=True):
+            index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
+        z = self.neighbour[index]
+        signs = np.zeros((n, h + 2, w + 2, c), np.float32)
+        signs[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., s.order]]
+        flat = signs.reshape(n, -1, c)
+        for g, weights in self.weights.items():
+            features = flat[:, s.tile_rows, : s.earlier[g]].reshape(n, h * w, -1)
+            own = s.order[s.earlier[g] : s.earlier[g + 1]]
+            z[:, own] += (weights @ features.transpose(0, 2, 1)).reshape(n, -1, h, w)
+        return self.p_of_z[z.astype(np.intp)].reshape(n, -1)[:, s.all_latent]
 
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
+        return self.encode_many(bits[None])[0]
+
+    def encode_many(self, bits: np.ndarray) -> list[tuple[int, bytes]]:
+        """Tiles ``[n, C, H, W]`` -> (coding, payload) each; probabilities of all at once."""
         from .entropy import range_or_raw
 
-        if bits.shape != self.shape:
-            raise ValueError(f"bits of shape {bits.shape}, table of shape {self.shape}")
-        symbols, index = contexts(self.schedule, bits[None])
-        return range_or_raw(bits, symbols[0], self.p_one[index[0]])
+        if bits.shape[1:] != self.shape:
+            raise ValueError(f"bits of shape {bits.shape[1:]}, table of shape {self.shape}")
+        p = self.probabilities(bits)
+        symbols = bits.reshape(len(bits), -1)[:, self.schedule.all_latent]
+        return [range_or_raw(tile, s, q) for tile, s, q in zip(bits, symbols, p, strict=True)]
 
     def decode(self, coding: int, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        return self.decode_many([(coding, payload)], shape)[0]
+
+    def decode_many(self, chunks: list[tuple[int, bytes]], shape: tuple[int, ...]) -> np.ndarray:
+        """(coding, payload) of several tiles -> their bits ``[n, C, H, W]``.
+
+        The range-coded tiles are decoded side by side, step by step: each step's
+        probabilities for all of them come from one set of array operations, so the
+        per-step cost of the numpy calls is shared (a file decodes 8 tiles at a time).
+        """
         from .entropy import RAW, range_decoder, unpack
 
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
-        if coding == RAW:
-            return unpack(payload, shape)
-        s = self.schedule
-        flat = _padded_tiles(np.zeros((1, *shape), np.uint8))[0]
-        with range_decoder(coding, payload) as (decoder, model):
-            for cells, ctx, rows in zip(s.cells, s.context_cells, s.table_rows, strict=True):
-                index = rows + np.einsum("i,ij->j", _WEIGHTS, flat[ctx])
-                flat[cells] = decoder.decode(model, self.p_one[index])
-        return flat[s.inside].astype(np.uint8).reshape(shape)
+        out = np.zeros((len(chunks), *shape), np.uint8)
+        coded = [i for i, (coding, _) in enumerate(chunks) if coding != RAW]
+        for i, (coding, payload) in enumerate(chunks):
+            if coding == RAW:
+                out[i] = unpack(payload, shape)
+        if not coded:
+            return out
+        s, m = self.schedule, len(coded)
+        c, h, w = shape
+        own = np.full((m, c * (PAD + h) * (PAD + w)), OUTSIDE, dtype=np.int32)
+        own[:, s.inside] = 0
+        signs = np.zeros((m, (h + 2) * (w + 2), c), np.float32)
+        flat_signs = signs.reshape(m, -1)
+        with contextlib.ExitStack() as stack:
+            decoders = [stack.enter_context(range_decoder(*chunks[i])) for i in coded]
+            for step in s.steps:
+                z = self.neighbour[step.rows + _POWERS @ own[:, step.context_cells]]
+                for g, rows, first in step.parts:
+                    weights = self.weights[g]
+                    features = signs[:, rows, : s.earlier[g]].reshape(m, len(rows), -1)
+                    linear = weights @ features.transpose(0, 2, 1)
+                    z[:, first : first + linear[0].size] += linear.reshape(m, -1)
+                p = self.p_of_z[z.astype(np.intp)]
+                bits = np.stack([d.decode(b, q) for (d, b), q in zip(decoders, p, strict=True)])
+                own[:, step.cells] = bits
+                flat_signs[:, step.sign_cells] = SIGN[bits]
+        out[coded] = own[:, s.inside].reshape(m, *shape)
+        return out
 
 
-def check_tables(table: np.ndarray, group: np.ndarray, parents: np.ndarray) -> None:
-    c = len(group)
-    if table.shape != (c, CONTEXTS) or group.shape != (c,) or parents.shape != (c, PARENTS):
-        raise ModelError("context-bernoulli table has the wrong shape")
-    if table.min() < 1 or table.max() >= 1 << 16:
-        raise ModelError("context-bernoulli table has values outside 1..65535")
-    if not np.isin(group, (0, 1)).all() or not (group == 0).any():
-        raise ModelError("context-bernoulli groups must be 0 or 1, with a group 0")
-    if (parents < 0).any() or (parents >= c).any() or (group[parents[group == 1]] != 0).any():
-        raise ModelError("context-bernoulli parents must be channels of group 0")
+def check_tables(
+    groups: np.ndarray, neighbour: np.ndarray, weight: np.ndarray, squash: np.ndarray
+) -> None:
+    c = len(groups)
+    if (
+        groups.ndim != 1
+        or neighbour.shape != (c, NEIGHBOUR_CONTEXTS)
+        or weight.shape != (c, len(OFFSETS), c)
+        or squash.shape != (2 * ZMAX + 1,)
+    ):
+        raise ModelError("context-mix table has the wrong shape")
+    if groups.min() < 0 or groups.max() >= MAX_GROUPS:
+        raise ModelError(f"context-mix groups must be 0..{MAX_GROUPS - 1}")
+    if not np.isin(np.arange(groups.max() + 1), groups).all():
+        raise ModelError("context-mix groups must each have a channel")
+    if np.abs(neighbour).max() > ZMAX or np.abs(weight).max() >= WEIGHT_LIMIT:
+        raise ModelError("context-mix logits are out of range")
+    if np.abs(weight).reshape(c, -1).sum(1).max() > REACH_LIMIT:
+        raise ModelError("context-mix weights are too large to sum exactly")
+    if np.abs(weight).sum(1)[groups[:, None] <= groups[None, :]].any():
+        raise ModelError("context-mix weights use bits decoded after their own")
+    if squash.min() < 1 or squash.max() >= 1 << 16 or (np.diff(squash) < 0).any():
+        raise ModelError("context-mix squash table must rise within 1..65535")
 
 
-def choose_parents(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Channel split and parents from training bits ``[n, C, H, W]``.
+def squash_table() -> torch.Tensor:
+    """k = round(65536 sigmoid(z / SCALE)) for every integer logit, within 1..65535.
 
-    Group 0 is the half of the channels that tells the most about the others
-    (summed pairwise information at the same position); each group-1 channel takes
-    the two group-0 channels that leave it least uncertain, one at a time.
+    Computed once when a table is fitted and stored with it, so no machine's exp()
+    ever decides a probability at decode time.
     """
-    n, c, h, w = bits.shape
+    z = torch.arange(-ZMAX, ZMAX + 1, dtype=torch.float64) / SCALE
+    return (torch.sigmoid(z) * (1 << 16)).round().clamp(1, (1 << 16) - 1).to(torch.int32)
+
+
+def choose_groups(bits: np.ndarray, count: int = 4) -> np.ndarray:
+    """Channel groups from training bits ``[n, C, H, W]``: equal groups, the channels
+    that tell the most about the others (summed pairwise information at the same
+    position) first, so later groups are predicted from the most informative bits."""
+    c = bits.shape[1]
     x = bits.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
-    cond = _conditional_entropy(x)  # cond[i, j] = H(i | j)
-    info = _entropy(x.mean(0))[:, None] - cond  # I(i; j)
+    info = _entropy(x.mean(0))[:, None] - _conditional_entropy(x)  # I(i; j)
     np.fill_diagonal(info, 0)
-    group = np.ones(c, dtype=np.int64)
-    group[np.argsort(-info.sum(0), kind="stable")[: c // 2]] = 0
-    first = np.flatnonzero(group == 0)
-    parents = np.zeros((c, PARENTS), dtype=np.int64)
-    for ch in np.flatnonzero(group == 1):
-        best = first[np.argmin(cond[ch, first])]
-        # Second parent: the one that, beside the first, leaves the least entropy.
-        pair = x[:, best] * 2
-        scores = [_joint_conditional(x[:, ch], pair + x[:, j]) for j in first]
-        scores = np.where(first == best, np.inf, scores)
-        parents[ch] = best, first[int(np.argmin(scores))]
-    return group, parents
+    groups = np.empty(c, dtype=np.int64)
+    groups[np.argsort(-info.sum(0), kind="stable")] = np.arange(c) * count // c
+    return groups
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -246,6 +331,7 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def _conditional_entropy(x: np.ndarray) -> np.ndarray:
+    """``[i, j]``: H(bit i | bit j) over rows of ``x`` ``[N, C]``."""
     p1 = x.mean(0)
     n11 = x.T @ x / len(x)
     joint = np.stack([n11, p1[:, None] - n11, p1[None, :] - n11, 1 - p1[:, None] - p1[None] + n11])
@@ -253,43 +339,73 @@ def _conditional_entropy(x: np.ndarray) -> np.ndarray:
     return -(joint * np.log2(joint)).sum(0) - _entropy(p1)[None, :]
 
 
-def _joint_conditional(bit: np.ndarray, ctx: np.ndarray) -> float:
-    total = np.bincount(ctx.astype(np.int64), minlength=4)
-    ones = np.bincount(ctx.astype(np.int64), weights=bit, minlength=4)
-    p = ones / np.maximum(total, 1)
-    return float((total * _entropy(p)).sum() / len(bit))
+def _features(bits: torch.Tensor, order: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neighbour index ``[C, N]`` and sign features ``[N, len(OFFSETS) * C]`` (channels
+    in ``order``) of every bit of ``bits`` ``[n, C, H, W]``, positions flattened."""
+    n, c, h, w = bits.shape
+    padded = torch.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=torch.long)
+    padded[:, :, PAD:, PAD:] = bits
+    index = torch.zeros((n, c, h, w), dtype=torch.long)
+    for power, (dy, dx) in zip(_POWERS.tolist(), NEIGHBOURS, strict=True):
+        index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
+    signs = torch.zeros((n, c, h + 2, w + 2))
+    signs[:, :, 1:-1, 1:-1] = 2.0 * bits[:, torch.from_numpy(order)] - 1
+    shifted = [signs[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS]
+    features = torch.cat(shifted, 1).permute(0, 2, 3, 1).reshape(n * h * w, -1)
+    return index.permute(1, 0, 2, 3).reshape(c, -1), features
 
 
-def fit(bits: np.ndarray, batch: int = 32) -> dict:
-    """Context tables fitted on training bits ``[n, C, H, W]`` (uint8), add-one smoothed."""
-    from .entropy import table_from_counts
+def fit(bits: np.ndarray, groups: int = 4, iterations: int = 100) -> dict:
+    """Context-mix tables fitted on training bits ``[n, C, H, W]`` (uint8).
 
+    A logistic regression per channel (a logit per neighbour context plus linear
+    weights on earlier groups' bits), fitted by L-BFGS on the mean cross-entropy with
+    a small L2 penalty, then rounded to integer logits.
+    """
     n, c, h, w = bits.shape
     if h != w:
         raise ValueError("latents must be square")
-    group, parents = choose_parents(bits)
-    schedule = make_schedule((c, h, w), group, parents)
-    ones = np.zeros(c * CONTEXTS, np.int64)
-    total = np.zeros(c * CONTEXTS, np.int64)
-    for i in range(0, n, batch):
-        symbols, index = contexts(schedule, bits[i : i + batch])
-        total += np.bincount(index.ravel(), minlength=c * CONTEXTS)
-        ones += np.bincount(index.ravel(), weights=symbols.ravel(), minlength=c * CONTEXTS).astype(
-            np.int64
-        )
-    ones_t, total_t = torch.from_numpy(ones), torch.from_numpy(total)
-    table = table_from_counts(ones_t, total_t).reshape(c, CONTEXTS)
+    group = choose_groups(bits, min(groups, c))
+    order = np.argsort(group, kind="stable")
+    t = torch.from_numpy(bits.astype(np.int64))
+    index, features = _features(t, order)
+    target = t.permute(1, 0, 2, 3).reshape(c, -1).float()
+    g = torch.from_numpy(group)
+    mask = (g[order][None, :] < g[:, None]).float().repeat(1, len(OFFSETS))  # [C, 5C]
+    logits = torch.zeros(c, NEIGHBOUR_CONTEXTS, requires_grad=True)
+    weight = torch.zeros(c, len(OFFSETS) * c, requires_grad=True)
+    rows = torch.arange(c)[:, None]
+    opt = torch.optim.LBFGS([logits, weight], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        opt.zero_grad()
+        z = logits[rows, index] + (features @ (weight * mask).T).T
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, target)
+        loss = loss + 1e-6 * (logits.square().sum() + weight.square().sum())
+        loss.backward()
+        return loss
+
+    opt.step(loss_fn)
+    # Back to natural channel order: weight[c, offset, c'].
+    w_ordered = (weight.detach() * mask).reshape(c, len(OFFSETS), c)
+    natural = torch.zeros_like(w_ordered)
+    natural[:, :, torch.from_numpy(order)] = w_ordered
+    natural = (natural * SCALE).round().clamp(-(WEIGHT_LIMIT - 1), WEIGHT_LIMIT - 1)
+    reach = natural.abs().reshape(c, -1).sum(1, keepdim=True)
+    # Never met in practice (a reach of 1,024 nats); kept so a fit is always loadable.
+    natural = (natural * (REACH_LIMIT / reach.clamp(min=REACH_LIMIT)).unsqueeze(-1)).trunc()
     return {
-        "table": table,
-        "group": torch.from_numpy(group).to(torch.uint8),
-        "parents": torch.from_numpy(parents).to(torch.int16),
+        "groups": torch.from_numpy(group).to(torch.uint8),
+        "neighbour": (logits.detach() * SCALE).round().clamp(-ZMAX, ZMAX).to(torch.int16),
+        "weight": natural.to(torch.int16),
+        "squash": squash_table(),
         "side": h,
     }
 
 
-def cross_entropy_bits(tables: dict, bits: np.ndarray) -> float:
+def cross_entropy_bits(tables: dict | ContextMix, bits: np.ndarray) -> float:
     """Mean ideal code length per tile of ``bits`` ``[n, C, H, W]`` under ``tables``."""
-    model = ContextBernoulli(tables)
-    symbols, index = contexts(model.schedule, bits)
-    p = model.p_one[index]
+    model = tables if isinstance(tables, ContextMix) else ContextMix(tables)
+    p = np.concatenate([model.probabilities(bits[i : i + 64]) for i in range(0, len(bits), 64)])
+    symbols = bits.reshape(len(bits), -1)[:, model.schedule.all_latent]
     return float(-np.where(symbols == 1, np.log2(p), np.log2(1 - p)).sum() / len(bits))

@@ -22,6 +22,9 @@ from .errors import FormatError, ModelError
 PROB_BITS = 16
 PROB_ONE = 1 << PROB_BITS
 RAW, RANGE_CODED = 0, 1
+# Id 2 was a context model of unreleased development versions, replaced by id 3
+# (context-mix) before any release; its number is never reused.
+RETIRED_CONTEXT_ID = 2
 
 
 def _constriction():
@@ -77,6 +80,21 @@ class StaticBernoulli:
         return np.asarray(bits, dtype=np.uint8).reshape(shape)
 
 
+def encode_tiles(prob, bits: np.ndarray) -> list[tuple[int, bytes]]:
+    """Tiles ``[n, C, H, W]`` -> (coding, payload) each, under ``prob``; a model with
+    ``encode_many`` (context-mix) codes them together."""
+    if hasattr(prob, "encode_many"):
+        return prob.encode_many(bits)
+    return [prob.encode(tile) for tile in bits]
+
+
+def decode_tiles(prob, chunks: list[tuple[int, bytes]], shape: tuple[int, ...]) -> np.ndarray:
+    """(coding, payload) of several tiles -> their bits ``[n, *shape]``, under ``prob``."""
+    if hasattr(prob, "decode_many"):
+        return prob.decode_many(chunks, shape)
+    return np.stack([prob.decode(coding, payload, shape) for coding, payload in chunks])
+
+
 def range_or_raw(bits: np.ndarray, symbols: np.ndarray, p_one: np.ndarray) -> tuple[int, bytes]:
     """``symbols`` (a tile's ``bits`` in coding order) range coded under ``p_one``, or
     the tile packed raw where that would not be smaller."""
@@ -122,12 +140,23 @@ def table_from_counts(ones: torch.Tensor, total: int) -> torch.Tensor:
     return k.clamp(1, PROB_ONE - 1).to(torch.int32)
 
 
+def refuse_retired(model_id: int) -> None:
+    """A file of a retired probability model is refused by name, before any model
+    lookup: no model file can decode it any more."""
+    if model_id == RETIRED_CONTEXT_ID:
+        raise FormatError(
+            "probability model id 2 (context-bernoulli) was a development format that "
+            "melcodec no longer decodes; encode the audio again"
+        )
+
+
 def probability_model(model_id: int, tables: dict | None):
     """The probability model with this id, built from a model file's tables."""
-    if model_id == context.ContextBernoulli.id:
+    refuse_retired(model_id)
+    if model_id == context.ContextMix.id:
         if not tables or context.TABLE_KEY not in tables:
-            raise ModelError("this model file has no context-bernoulli probability table")
-        return context.ContextBernoulli(tables[context.TABLE_KEY])
+            raise ModelError("this model file has no context-mix probability table")
+        return context.ContextMix(tables[context.TABLE_KEY])
     if model_id == UniformBits.id:
         return UniformBits()
     if model_id == StaticBernoulli.id:
@@ -144,7 +173,7 @@ def available_ids(tables: dict | None) -> list[int]:
         i
         for i, key in (
             (StaticBernoulli.id, "static_bernoulli"),
-            (context.ContextBernoulli.id, context.TABLE_KEY),
+            (context.ContextMix.id, context.TABLE_KEY),
         )
         if key in tables
     ]

@@ -11,7 +11,12 @@ from .errors import MelcodecError, UsageError
 
 # The ids of docs/format.md's table (entropy.py and context.py define them; named
 # here so that header-only use imports no torch).
-PROBABILITY_NAMES = {0: "uniform (0)", 1: "static-bernoulli (1)", 2: "context-bernoulli (2)"}
+PROBABILITY_NAMES = {
+    0: "uniform (0)",
+    1: "static-bernoulli (1)",
+    2: "context-bernoulli (2, retired)",
+    3: "context-mix (3)",
+}
 
 
 def describe(path: str | os.PathLike, decode: bool = False, model: str | None = None) -> dict:

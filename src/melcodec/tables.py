@@ -19,6 +19,8 @@ import torch
 
 from . import context, entropy, zoo
 
+RETIRED_KEY = "context_bernoulli"
+
 
 @torch.no_grad()
 def count_ones(
@@ -26,22 +28,6 @@ def count_ones(
 ) -> torch.Tensor:
     """Per-position counts of 1 bits over ``tiles`` ``[n, 1, 256, 256]``."""
     return torch.from_numpy(tile_bits(net, tiles, batch, progress).sum(0, dtype=np.int64))
-
-
-def fit_static_table(
-    model_path: str | os.PathLike,
-    tiles: torch.Tensor,
-    out: str | os.PathLike | None = None,
-    progress: Callable | None = None,
-) -> dict:
-    """Add a static-bernoulli table fitted on ``tiles`` to a model file."""
-    model = zoo.load_model(model_path)
-    ones = count_ones(model.net, tiles, progress=progress)
-    table = entropy.table_from_counts(ones, len(tiles))
-    p = table.double() / entropy.PROB_ONE
-    bits_per_tile = float((-(p * p.log2() + (1 - p) * (1 - p).log2())).sum())
-    info = {"fit_tiles": len(tiles), "entropy_bits_per_tile": bits_per_tile}
-    return _store(model, entropy.StaticBernoulli.id, "static_bernoulli", table, info, out)
 
 
 @torch.no_grad()
@@ -58,22 +44,41 @@ def tile_bits(
     return np.concatenate(out)
 
 
-def fit_context_table(
+def fit_table(
+    kind: str,
     model_path: str | os.PathLike,
     tiles: torch.Tensor,
     out: str | os.PathLike | None = None,
     progress: Callable | None = None,
 ) -> dict:
-    """Add context-bernoulli tables fitted on ``tiles`` to a model file."""
+    """Add a ``kind`` ("static" or "context") probability table fitted on ``tiles``
+    ``[n, 1, 256, 256]`` to a model file (in place, or written to ``out``)."""
     model = zoo.load_model(model_path)
     bits = tile_bits(model.net, tiles, progress=progress)
+    model_id, key, table, bits_per_tile = _FITS[kind](bits)
+    info = {"fit_tiles": len(tiles), "entropy_bits_per_tile": bits_per_tile}
+    return _store(model, model_id, key, table, info, out)
+
+
+def _fit_static(bits: np.ndarray) -> tuple:
+    table = entropy.table_from_counts(torch.from_numpy(bits.sum(0, dtype=np.int64)), len(bits))
+    p = table.double() / entropy.PROB_ONE
+    bits_per_tile = float((-(p * p.log2() + (1 - p) * (1 - p).log2())).sum())
+    return entropy.StaticBernoulli.id, "static_bernoulli", table, bits_per_tile
+
+
+def _fit_context(bits: np.ndarray) -> tuple:
     tables = context.fit(bits)
-    info = {
-        "fit_tiles": len(tiles),
-        # In-sample, so a little below what unseen music costs (bench/contexts.py).
-        "entropy_bits_per_tile": context.cross_entropy_bits(tables, bits),
-    }
-    return _store(model, context.ContextBernoulli.id, context.TABLE_KEY, tables, info, out)
+    # In-sample, so a little below what unseen music costs (bench/contexts.py).
+    return (
+        context.ContextMix.id,
+        context.TABLE_KEY,
+        tables,
+        context.cross_entropy_bits(tables, bits),
+    )
+
+
+_FITS = {"static": _fit_static, "context": _fit_context}
 
 
 def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
@@ -82,6 +87,9 @@ def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
     card["probability"] = dict(card.get("probability") or {}) | {key: info}
     probability = dict(model.probability or {})
     probability[key] = table
+    # The retired id-2 table decodes nothing any more (entropy.RETIRED_CONTEXT_ID).
+    probability.pop(RETIRED_KEY, None)
+    card["probability"].pop(RETIRED_KEY, None)
     card["earlier_files"] = earlier_files(model, model_id)
     target = Path(out) if out else model.path
     half = model.card.get("weights") == "float16"
@@ -97,7 +105,7 @@ def earlier_files(model, replaced_id: int) -> list[dict]:
     """
     ids = [entropy.UniformBits.id] + [
         i
-        for i, k in ((1, "static_bernoulli"), (2, context.TABLE_KEY))
+        for i, k in ((1, "static_bernoulli"), (context.ContextMix.id, context.TABLE_KEY))
         if k in (model.probability or {})
     ]
     entries = [{"sha256": model.sha256.hex(), "probability_ids": ids}]
