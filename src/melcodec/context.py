@@ -18,12 +18,14 @@ follows two diagonals behind, in ``31 + 2 (G - 1) + 1`` steps. A bit's logit is
 
 Then ``P(bit = 1) = squash[clip(z, -ZMAX, ZMAX) + ZMAX] / 65536``, from a table of
 integers ``1..65535`` stored in the model file. ``neighbour`` and ``weight`` are
-integers (the fitted logits times :data:`SCALE`), and the sum is a float64 matrix
-product of small integers, exact whatever the order of its additions (every partial
-sum stays far below 2^53). So nothing but integers lies between the decoded bits and
-the probability constriction sees: a file decodes to the same latents on any machine,
-BLAS and thread count. Encoding codes a whole tile in one call; decoding is one call
-per step. ``bench/contexts.py`` measures these contexts against others.
+integers (the fitted logits times :data:`SCALE`), and the sum is a float32 matrix
+product of small integers whose partial sums all stay below 2^24 (:data:`REACH_LIMIT`),
+so it is exact whatever the order of its additions. Nothing but integers lies
+between the decoded bits and the probability constriction sees: a file decodes to
+the same latents on any machine, BLAS and thread count. Encoding codes a whole tile
+in one call; decoding is one call per step and tile, with the tiles of a file
+decoded side by side. ``docs/probability.md`` has the measurements behind the
+choices (``bench/contexts.py``) and their cost.
 """
 
 from __future__ import annotations
