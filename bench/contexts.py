@@ -1,6 +1,6 @@
 """What context modelling can gain: held-out conditional entropy of each model's latents.
 
-    python bench/contexts.py --data data/train [--models a,b] [--variants]
+    python bench/contexts.py --data data/train [--models a,b] [--variants] [--merge]
 
 On training clips only (every 2nd clip of ``bin/fetch-music train``, never
 music-dev): each model's latent bits, a table of counts fitted on the first 75 %
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, machine, save
+from common import RESULTS, ROOT, machine, save
 
 from melcodec import context, data, load_model, tables
 from melcodec.modelfiles import available
@@ -172,10 +173,21 @@ def main() -> None:
     parser.add_argument(
         "--variants", action="store_true", help="context-mix variants, for the first model"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other models' rows of the last results (same clips) and add these",
+    )
     args = parser.parse_args()
     clips = data.load_clips(args.data)[0][::2]
     split = int(0.75 * len(clips))
     results = {}
+    last = RESULTS / "contexts.json"
+    if args.merge and last.is_file():
+        saved = json.loads(last.read_text())
+        if saved["clips"] != len(clips):
+            raise SystemExit("--merge: the last results used other clips")
+        results = saved["results"]
     for i, name in enumerate(args.models.split(",")):
         bits = latents(name, clips)
         results[name] = candidates(bits, split) + mix_rows(bits, split, args.variants and i == 0)
