@@ -159,6 +159,26 @@ def make_schedule(shape: tuple[int, int, int], groups: np.ndarray) -> Schedule:
     return Schedule(shape, groups, order, steps, np.concatenate(latent))
 
 
+def neighbour_index(bits: np.ndarray) -> np.ndarray:
+    """Each bit's six-neighbour context ``k`` (base 3, 0..728) ``[n, C, H, W]``."""
+    n, c, h, w = bits.shape
+    padded = np.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=np.int32)
+    padded[:, :, PAD:, PAD:] = bits
+    index = np.zeros((n, c, h, w), np.int32)
+    for power, (dy, dx) in zip(_POWERS, NEIGHBOURS, strict=True):
+        index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
+    return index
+
+
+def sign_features(bits: np.ndarray, schedule: Schedule, k: int) -> np.ndarray:
+    """The +-1 bits (0 outside) of the first ``k`` channels in group order at every
+    offset of every position: ``[n, H * W, len(OFFSETS) * k]``, offset-major."""
+    n, c, h, w = bits.shape
+    signs = np.zeros((n, h + 2, w + 2, c), np.float32)
+    signs[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., schedule.order]]
+    return signs.reshape(n, -1, c)[:, schedule.tile_rows, :k].reshape(n, h * w, -1)
+
+
 class ContextMix:
     """Id 3: P(bit = 1) from the bit's neighbours in its channel and earlier groups.
 
@@ -189,8 +209,7 @@ class ContextMix:
         reach = int(np.abs(weight).reshape(c, -1).sum(1).max())
         self.shift = ZMAX + reach
         self.neighbour = (neighbour.reshape(-1) + self.shift).astype(np.float32)
-        table = np.pad(squash, reach, mode="edge").astype(np.float64) / (1 << 16)
-        self.p_of_z = table
+        self.p_of_z = np.pad(squash, reach, mode="edge").astype(np.float64) / (1 << 16)
         # Per later group, its weights on the earlier groups' bits, [C_g, 5 k]:
         # columns offset-major, then channel in group order.
         self.weights = {}
@@ -207,19 +226,14 @@ class ContextMix:
         """
         n, c, h, w = bits.shape
         s = self.schedule
-        padded = np.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=np.int32)
-        padded[:, :, PAD:, PAD:] = bits
-        index = np.broadcast_to(s.channel_rows, (n, c, h, w)).copy()
-        for power, (dy, dx) in zip(_POWERS, NEIGHBOURS, strict=True):
-            index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
-        z = self.neighbour[index]
-        signs = np.zeros((n, h + 2, w + 2, c), np.float32)
-        signs[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., s.order]]
-        flat = signs.reshape(n, -1, c)
+        z = self.neighbour[neighbour_index(bits) + s.channel_rows]
+        if self.weights:
+            k = s.earlier[-2]  # every channel a later group may read
+            features = sign_features(bits, s, k).reshape(n, h * w, len(OFFSETS), k)
         for g, weights in self.weights.items():
-            features = flat[:, s.tile_rows, : s.earlier[g]].reshape(n, h * w, -1)
             own = s.order[s.earlier[g] : s.earlier[g + 1]]
-            z[:, own] += (weights @ features.transpose(0, 2, 1)).reshape(n, -1, h, w)
+            mine = features[..., : s.earlier[g]].reshape(n, h * w, -1)
+            z[:, own] += (weights @ mine.transpose(0, 2, 1)).reshape(n, -1, h, w)
         return self.p_of_z[z.astype(np.intp)].reshape(n, -1)[:, s.all_latent]
 
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
@@ -250,10 +264,12 @@ class ContextMix:
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
         out = np.zeros((len(chunks), *shape), np.uint8)
-        coded = [i for i, (coding, _) in enumerate(chunks) if coding != RAW]
+        coded = []
         for i, (coding, payload) in enumerate(chunks):
             if coding == RAW:
                 out[i] = unpack(payload, shape)
+            else:
+                coded.append(i)
         if not coded:
             return out
         s, m = self.schedule, len(coded)
@@ -341,22 +357,6 @@ def _conditional_entropy(x: np.ndarray) -> np.ndarray:
     return -(joint * np.log2(joint)).sum(0) - _entropy(p1)[None, :]
 
 
-def _features(bits: torch.Tensor, order: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Neighbour index ``[C, N]`` and sign features ``[N, len(OFFSETS) * C]`` (channels
-    in ``order``) of every bit of ``bits`` ``[n, C, H, W]``, positions flattened."""
-    n, c, h, w = bits.shape
-    padded = torch.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=torch.long)
-    padded[:, :, PAD:, PAD:] = bits
-    index = torch.zeros((n, c, h, w), dtype=torch.long)
-    for power, (dy, dx) in zip(_POWERS.tolist(), NEIGHBOURS, strict=True):
-        index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
-    signs = torch.zeros((n, c, h + 2, w + 2))
-    signs[:, :, 1:-1, 1:-1] = 2.0 * bits[:, torch.from_numpy(order)] - 1
-    shifted = [signs[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS]
-    features = torch.cat(shifted, 1).permute(0, 2, 3, 1).reshape(n * h * w, -1)
-    return index.permute(1, 0, 2, 3).reshape(c, -1), features
-
-
 def fit(bits: np.ndarray, groups: int = 4, iterations: int = 100) -> dict:
     """Context-mix tables fitted on training bits ``[n, C, H, W]`` (uint8).
 
@@ -369,9 +369,10 @@ def fit(bits: np.ndarray, groups: int = 4, iterations: int = 100) -> dict:
         raise ValueError("latents must be square")
     group = choose_groups(bits, min(groups, c))
     order = np.argsort(group, kind="stable")
-    t = torch.from_numpy(bits.astype(np.int64))
-    index, features = _features(t, order)
-    target = t.permute(1, 0, 2, 3).reshape(c, -1).float()
+    index = torch.from_numpy(neighbour_index(bits)).long().permute(1, 0, 2, 3).reshape(c, -1)
+    schedule = make_schedule((c, h, w), group)
+    features = torch.from_numpy(sign_features(bits, schedule, c).reshape(n * h * w, -1))
+    target = torch.from_numpy(bits).permute(1, 0, 2, 3).reshape(c, -1).float()
     g = torch.from_numpy(group)
     mask = (g[order][None, :] < g[:, None]).float().repeat(1, len(OFFSETS))  # [C, 5C]
     logits = torch.zeros(c, NEIGHBOUR_CONTEXTS, requires_grad=True)
