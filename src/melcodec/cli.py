@@ -496,11 +496,9 @@ def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
     """Fit MODEL's probability tables on training audio (every clips-th clip of it)."""
     from . import data
-    from .tables import fit_table
+    from .tables import fit_table, spread
 
-    tiles, _ = data.load_clips(data_)
-    step = max(1, len(tiles) // clips)
-    chosen = tiles[::step][:clips]
+    chosen = spread(data.load_clips(data_)[0], clips)
     for kind in ("static", "context"):
         if which not in (kind, "both"):
             continue

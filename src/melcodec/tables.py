@@ -30,6 +30,12 @@ def count_ones(
     return torch.from_numpy(tile_bits(net, tiles, batch, progress).sum(0, dtype=np.int64))
 
 
+def spread(tiles: torch.Tensor, count: int) -> torch.Tensor:
+    """At most ``count`` of ``tiles``, evenly spread over them (every len // count-th),
+    so a fit sees every part of a corpus in file order."""
+    return tiles[:: max(1, len(tiles) // count)][:count]
+
+
 @torch.no_grad()
 def tile_bits(
     net, tiles: torch.Tensor, batch: int = 16, progress: Callable | None = None
