@@ -7,8 +7,10 @@ music-dev): each model's latent bits, a table of counts fitted on the first 75 %
 of the clips and scored on the last 25 % (whole files apart, as the clips are in
 file order), for candidate integer contexts. The figure is the held-out
 cross-entropy in bits per tile, so an over-large table pays for what it
-memorised. The last rows are context-mix (id 3) as shipped and, with
-``--variants``, other group counts and offsets for the first model. Latents are
+memorised. The last rows are checkerboard-mix (id 4) as shipped and, with
+``--variants``, other group counts and offsets for the first model, each with its
+entropy coding time (encode + decode, one tile alone and 8 tiles together) as a
+multiple of the static table's on the same held-out tiles. Latents are
 cached in runs/contexts/NAME.npy (packed bits).
 Writes bench/results/contexts.{md,json}.
 """
@@ -18,13 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import RESULTS, ROOT, machine, save
 
-from melcodec import context, data, load_model, tables
+from melcodec import context, data, entropy, load_model, tables
 from melcodec.modelfiles import available
 from melcodec.progress import Progress
 
@@ -92,7 +95,10 @@ def candidates(bits: np.ndarray, split: int) -> list[dict]:
             "four causal neighbours (left, lower, lower-left, lower-right)",
             [(0, -1), (-1, 0), (-1, -1), (-1, 1)],
         ),
-        ("six causal neighbours (context-mix's own-channel context)", list(context.NEIGHBOURS)),
+        (
+            "six causal neighbours (the retired context-mix's own-channel context)",
+            [(0, -1), (0, -2), (-1, 0), (-1, -1), (-2, 0), (-1, -2)],
+        ),
     ):
         add(f"channel + {label}", neighbour_keys(b, offsets), C * 3 ** len(offsets))
     # Two-pass checkerboard: the first half per position, the second from 4 neighbours.
@@ -106,37 +112,71 @@ def candidates(bits: np.ndarray, split: int) -> list[dict]:
     return rows
 
 
+NINE = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
 @contextlib.contextmanager
-def offsets(chosen):
-    """A study-only switch of context-mix's offsets (the format fixes them)."""
-    kept = context.OFFSETS
-    context.OFFSETS = chosen
+def offsets(chosen, near):
+    """A study-only switch of checkerboard-mix's offsets (the format fixes them)."""
+    kept = context.OFFSETS, context.NEAR
+    context.OFFSETS, context.NEAR = chosen, near
     try:
         yield
     finally:
-        context.OFFSETS = kept
+        context.OFFSETS, context.NEAR = kept
+
+
+def coding_ms(prob, tiles: np.ndarray, runs: int = 5) -> float:
+    """Entropy encode + decode of ``tiles`` together, ms per tile, median of ``runs``."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        entropy.decode_tiles(prob, entropy.encode_tiles(prob, tiles), tiles.shape[1:])
+        times.append((time.perf_counter() - start) / len(tiles))
+    return 1000 * float(np.median(times))
+
+
+def speeds(prob, test: np.ndarray) -> tuple[float, float]:
+    """Coding time of one tile alone and of 8 tiles together (as longer files are)."""
+    one = np.median([coding_ms(prob, tile[None]) for tile in test[:24]])
+    eight = np.median([coding_ms(prob, test[i : i + 8]) for i in range(0, 96, 8)])
+    return float(one), float(eight)
 
 
 def mix_rows(bits: np.ndarray, split: int, variants: bool) -> list[dict]:
-    """context-mix fitted on (at most FIT_CLIPS of) the first clips, scored on the rest."""
+    """checkerboard-mix fitted on (at most FIT_CLIPS of) the first clips, scored on the
+    rest; its coding time beside the static table's, on the same held-out tiles."""
     fit_bits = bits[:split][:: max(1, split // FIT_CLIPS)]
-    shipped = (4, context.OFFSETS, "context-mix: 4 groups, 5 offsets (id 3, 37 steps)")
-    chosen = [shipped]
+    five = (context.OFFSETS, context.NEAR)
+    nine = (NINE, tuple(NINE.index(o) for o in context.OFFSETS[1:]))
+    chosen = [(4, five, "checkerboard-mix: 4 groups, 5 offsets (id 4, 8 steps)")]
     if variants:
         chosen += [
-            (2, context.OFFSETS, "context-mix: 2 groups, 5 offsets (33 steps)"),
-            (4, ((0, 0),), "context-mix: 4 groups, the same position only"),
-            (4, context.OFFSETS[:3], "context-mix: 4 groups, same position + the 2 ahead"),
-            (8, context.OFFSETS, "context-mix: 8 groups, 5 offsets (45 steps)"),
+            (2, five, "checkerboard-mix: 2 groups, 5 offsets (4 steps)"),
+            (8, five, "checkerboard-mix: 8 groups, 5 offsets (16 steps)"),
+            (4, nine, "checkerboard-mix: 4 groups, 3x3 offsets (8 steps)"),
+            (8, nine, "checkerboard-mix: 8 groups, 3x3 offsets (16 steps)"),
         ]
+    test = bits[split:]
+    ones = torch.from_numpy(fit_bits.sum(0, dtype=np.int64))
+    static = speeds(entropy.StaticBernoulli(entropy.table_from_counts(ones, len(fit_bits))), test)
     rows = []
-    for groups, chosen_offsets, label in chosen:
-        with offsets(chosen_offsets):
+    for groups, (chosen_offsets, near), label in chosen:
+        with offsets(chosen_offsets, near):
             tables_ = context.fit(fit_bits, groups=groups)
-            held = context.cross_entropy_bits(tables_, bits[split:])
-        entries = 128 * 729 + int(np.count_nonzero(np.asarray(tables_["weight"])))
-        rows.append({"context": label, "table_entries": entries, "bits_per_tile": held})
-        print(f"  {label}: {held:,.0f}", flush=True)
+            held = context.cross_entropy_bits(tables_, test)
+            one, eight = speeds(context.CheckerboardMix(tables_), test)
+        entries = 128 * 2 * H + int(np.count_nonzero(np.asarray(tables_["weight"])))
+        rows.append(
+            {
+                "context": label,
+                "table_entries": entries,
+                "bits_per_tile": held,
+                "time_vs_static": one / static[0],
+                "time_vs_static_8": eight / static[1],
+            }
+        )
+        print(f"  {label}: {held:,.0f}, {one / static[0]:.2f}x, {eight / static[1]:.2f}x")
     return rows
 
 
@@ -147,12 +187,14 @@ def table(results: dict, host: dict, clips: int) -> str:
         "",
         f"`python bench/contexts.py`, {host['date']}, {host['cpu']}. {clips} training clips "
         "(every 2nd of the training corpus; never music-dev), tables fitted on the first 75 %, "
-        "bits per tile (of 32,768) on the last 25 %. Table entries are 16-bit. context-mix "
+        "bits per tile (of 32,768) on the last 25 %. Table entries are 16-bit. checkerboard-mix "
         f"rows: fitted by logistic regression on at most {FIT_CLIPS} of the first 75 %; its "
-        "entries are the neighbour logits and the non-zero weights of the first model.",
+        "entries are the row biases and the non-zero weights of the first model; time: its "
+        "entropy coding (encode + decode) of one tile alone / 8 tiles together, as a "
+        "multiple of the static table's on the same tiles.",
         "",
-        "| context | table entries | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
+        "| context | table entries | " + " | ".join(names) + " | time vs static |",
+        "|---|---|" + "---|" * len(names) + "---|",
     ]
     by_label = {n: {r["context"]: r for r in results[n]} for n in names}
     for row in results[names[0]]:
@@ -162,6 +204,13 @@ def table(results: dict, host: dict, clips: int) -> str:
             else "-"
             for n in names
         ]
+        first = by_label[names[0]][row["context"]]
+        speed = (
+            f"{first['time_vs_static']:.2f}x / {first['time_vs_static_8']:.2f}x"
+            if "time_vs_static" in first
+            else "-"
+        )
+        cells.append(speed)
         lines.append(f"| {row['context']} | {row['table_entries']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -171,7 +220,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "train")
     parser.add_argument("--models", default=",".join(available()))
     parser.add_argument(
-        "--variants", action="store_true", help="context-mix variants, for the first model"
+        "--variants", action="store_true", help="checkerboard-mix variants, for the first model"
     )
     parser.add_argument(
         "--merge",

@@ -23,7 +23,7 @@ from common import machine, median, music_dev, save
 from melcodec import Codec, context, entropy, frontend, load_model
 from melcodec.modelfiles import available
 
-NAMES = {0: "uniform", 1: "static", 3: "context-mix"}
+NAMES = {0: "uniform", 1: "static", 4: "checkerboard-mix"}
 
 
 def ideal_bits(prob, bits: np.ndarray) -> float:

@@ -101,7 +101,7 @@ def test_fit_to_another_file_keeps_the_original_and_the_recipe(tiny_loaded, tmp_
     assert fitted.card["probability"]["static_bernoulli"] == info
 
 
-def test_fit_table_command_adds_both_tables_and_encode_uses_context_mix(
+def test_fit_table_command_adds_both_tables_and_encode_uses_the_context_table(
     tiny_model_path, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("MELCODEC_CACHE", str(tmp_path / "cache"))
@@ -118,7 +118,7 @@ def test_fit_table_command_adds_both_tables_and_encode_uses_context_mix(
     assert lines[0].startswith("static table fitted on 4 tiles")
     assert lines[1].startswith("context table fitted on 4 tiles")
     model = load_model(out)
-    assert set(model.probability) == {"static_bernoulli", "context_mix"}
-    assert Codec(model).prob.id == 3
+    assert set(model.probability) == {"static_bernoulli", "checkerboard_mix"}
+    assert Codec(model).prob.id == 4
     code, _, err = run_cli("fit-table", tiny_model_path, "--data", tmp_path / "none")
     assert_one_line_error(code, err, "does not exist")

@@ -415,7 +415,7 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     val = card.get("validation", {})
     fitted = card.get("probability") or {}
     # The encoder's choice: the context table where the file has one.
-    kind = next((k for k in ("context_mix", "static_bernoulli") if k in fitted), None)
+    kind = next((k for k in ("checkerboard_mix", "static_bernoulli") if k in fitted), None)
     bits = fitted.get(kind, {}).get("entropy_bits_per_tile")
     # Expected rate: the table's bits plus 21 bytes of chunk fields per 4.16 s tile.
     tile_seconds = TILE_FRAMES * MEL.hop_length / MEL.sample_rate
@@ -490,7 +490,7 @@ def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options
     default="both",
     show_default=True,
     type=click.Choice(["static", "context", "both"]),
-    help="static-bernoulli (id 1), context-mix (id 3), or both.",
+    help="static-bernoulli (id 1), checkerboard-mix (id 4), or both.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:

@@ -1,259 +1,260 @@
-"""Context probability model for the latent bits (id 3, context-mix).
+"""Context probability model for the latent bits (id 4, checkerboard-mix).
 
-A tile's latent ``[C, 16, 16]`` (channel, mel row, time column) is split into
-channel groups ``0 .. G-1``. Step ``t`` decodes, for every group ``g``, the bits of
-its channels on the diagonal ``y + x = t - 2g``: group 0 leads and each later group
-follows two diagonals behind, in ``31 + 2 (G - 1) + 1`` steps. A bit's logit is
+A tile's latent ``[C, S, S]`` (channel, mel row, time column) is split into
+channel groups ``0 .. G-1``, decoded one after the other, each in two passes:
+pass 0 its *anchors* (positions with ``y + x`` even), pass 1 the rest; ``2 G``
+steps in all. A bit of channel ``c`` at ``(y, x)`` decoded in pass ``p`` has logit
 
-    z = neighbour[c, k] + sum over (o, c') of weight[c, o, c'] * s(c', p + o)
+    z = bias[c, p, y] + sum over (o, c') of weight[c, p, o, c'] * s(c', (y, x) + o)
 
-- ``k``: the bit's own channel at the six neighbours
-  ``(y, x-1) (y, x-2) (y-1, x) (y-1, x-1) (y-2, x) (y-1, x-2)``, each 0, 1 or
-  "outside the tile", as a base-3 number (729 values; all on earlier diagonals);
 - ``s(c', q)``: +1 or -1 for the bit of channel ``c'`` at position ``q``, 0 outside
-  the tile, for the offsets ``o`` of :data:`OFFSETS` (the position itself and its
-  four nearest neighbours); a weight may be non-zero only where ``c'`` is in an
-  earlier group, whose bits at those positions are decoded (its diagonal ``d + 1`` at
-  the latest, two steps behind) before the bit's own step.
+  the tile, over the five offsets ``o`` of :data:`OFFSETS` (the position itself and
+  its four nearest neighbours);
+- ``weight`` may be non-zero only where that bit is decoded before this one
+  (:func:`allowed`): ``c'`` in an earlier group, at any offset; or, in pass 1, ``c'``
+  in the same group (``c`` itself included) at the four nearest neighbours, which
+  are anchors.
 
 Then ``P(bit = 1) = squash[clip(z, -ZMAX, ZMAX) + ZMAX] / 65536``, from a table of
-integers ``1..65535`` stored in the model file. ``neighbour`` and ``weight`` are
-integers (the fitted logits times :data:`SCALE`), and the sum is a float32 matrix
-product of small integers whose partial sums all stay below 2^24 (:data:`REACH_LIMIT`),
-so it is exact whatever the order of its additions. Nothing but integers lies
-between the decoded bits and the probability constriction sees: a file decodes to
-the same latents on any machine, BLAS and thread count. Encoding codes a whole tile
-in one call; decoding is one call per step and tile, with the tiles of a file
-decoded side by side. ``docs/probability.md`` has the measurements behind the
-choices (``bench/contexts.py``) and their cost.
+integers ``1..65535`` stored in the model file. ``bias`` and ``weight`` are integers
+(the fitted logits times :data:`SCALE`) and every sum is a float32 matrix product
+of small integers whose partial sums all stay below 2^24 (:data:`REACH_LIMIT`), so
+it is exact whatever the order of its additions: the encoder sums a bit's terms in
+one product, the decoder adds each group's share as soon as the group is decoded,
+and both get the same integer. Nothing but integers lies between the decoded bits
+and the probability constriction sees: a file decodes to the same latents on any
+machine, BLAS and thread count. Encoding codes a whole tile in one call; decoding
+is one call per step and tile, with the tiles of a file decoded side by side.
+``docs/probability.md`` has the measurements behind the choices
+(``bench/contexts.py``) and their cost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
 
 from .errors import FormatError, ModelError
 
-NEIGHBOURS = ((0, -1), (0, -2), (-1, 0), (-1, -1), (-2, 0), (-1, -2))
-OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
-OUTSIDE = 2
-NEIGHBOUR_CONTEXTS = 3 ** len(NEIGHBOURS)
-PAD = 2  # rows and columns of "outside" above and left of the tile (own channel)
-LAG = 2  # diagonals each group follows the one before it
+OFFSETS = ((0, 0), (-1, 0), (0, -1), (0, 1), (1, 0))  # the position and its 4 nearest
+NEAR = (1, 2, 3, 4)  # the offsets at which pass 1 reads its own group's anchors
+PASSES = 2
 SCALE = 256  # integer logit units per nat
 ZMAX = 16 * SCALE  # logits clipped to +-16 nats: P within 1e-7 of 0 or 1
 WEIGHT_LIMIT = 1 << 15  # int16 weights
-# A channel's weights sum in absolute value to at most this: every partial sum of a
-# (shifted) logit is then an integer that float32 holds exactly (< 2^24), in any
-# order of addition, and the padded squash table stays small.
+# A channel's weights in one pass sum in absolute value to at most this: every
+# partial sum of a (shifted) logit is then an integer that float32 holds exactly
+# (< 2^24), in any order of addition, and the padded squash table stays small.
 REACH_LIMIT = 1 << 18
 MAX_GROUPS = 16
-TABLE_KEY = "context_mix"
-_POWERS = np.array([3 ** (len(NEIGHBOURS) - 1 - j) for j in range(len(NEIGHBOURS))], np.int32)
+GROUPS = 4  # what a fit uses unless told: bench/contexts.py
+PENALTY = 1e-6  # L2 on the fitted logits
+TABLE_KEY = "checkerboard_mix"
 SIGN = np.array([-1, 1], np.float32)
 
 
+def allowed(groups: np.ndarray) -> np.ndarray:
+    """``[C, PASSES, 5, C]``: where ``weight[c, p, o, c']`` may be non-zero."""
+    c = len(groups)
+    earlier = groups[None, :] < groups[:, None]
+    mask = np.broadcast_to(earlier[:, None, None, :], (c, PASSES, len(OFFSETS), c)).copy()
+    mask[:, 1, list(NEAR)] |= (groups[None, :] == groups[:, None])[:, None, :]
+    return mask
+
+
+class _Buffers(threading.local):
+    """Work arrays kept between calls, per thread: on the machines measured, filling
+    a new 590 kB array costs 20 times as much in page faults as filling a kept one
+    (0.40 ms against 0.02 ms), more than the arithmetic done in it."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+        array = self.arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            # Zeroed once: a sign state's padding stays 0, and its inside is always
+            # written before it is read.
+            array = self.arrays[name] = np.zeros(shape, dtype)
+        return array
+
+
 @dataclass(frozen=True)
-class Step:
-    """What one decoding step decodes, and where each bit's context lies.
+class Grid:
+    """Where a tile's positions lie in the sign state ``[(S + 2)^2, C]`` (positions
+    padded by one on every side, so an offset never leaves it; padding stays 0)."""
 
-    A step's bits are group 0's first (if any), then each later group's, channel-major
-    within a group; ``parts`` has, per later group, its index, the sign-state rows of
-    every offset of its positions ``[P, len(OFFSETS)]`` and its first bit.
-    """
+    side: int
 
-    cells: np.ndarray  # flat index into the padded own-channel state, per bit
-    context_cells: np.ndarray  # [6, n] flat indexes of each bit's neighbours
-    rows: np.ndarray  # [n] channel * 729
-    sign_cells: np.ndarray  # [n] flat index into the sign state
-    parts: list
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The decoding steps for latents of ``shape`` with this channel grouping.
-
-    The sign state is ``[(H + 2) * (W + 2), C]``: positions padded by one on every
-    side, channels in group order (``order``), so a group's earlier channels are the
-    first columns. ``all_latent``
-    concatenates every step's bits (flat ``[C, H, W]`` index): the order in which the
-    encoder codes a tile.
-    """
-
-    shape: tuple[int, int, int]
-    groups: np.ndarray  # [C] group of each channel
-    order: np.ndarray  # channels sorted by group
-    steps: list[Step]
-    all_latent: np.ndarray
-
-    @cached_property
+    @property
     def inside(self) -> np.ndarray:
-        """Flat padded own-channel index of every latent bit, in latent order."""
-        c, h, w = self.shape
-        ch, y, x = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
-        return ((ch * (PAD + h) + PAD + y) * (PAD + w) + PAD + x).reshape(-1)
+        """``[S * S]``: the state row of every position of the tile, row-major."""
+        y, x = np.divmod(np.arange(self.side**2), self.side)
+        return (y + 1) * (self.side + 2) + x + 1
 
-    @cached_property
-    def channel_rows(self) -> np.ndarray:
-        """``[C, 1, 1]``: each channel's first neighbour-table row."""
-        return (np.arange(self.shape[0], dtype=np.int32) * NEIGHBOUR_CONTEXTS)[:, None, None]
+    def positions(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """(y, x) of the positions decoded in pass ``p``, row-major."""
+        y, x = np.divmod(np.arange(self.side**2), self.side)
+        keep = (y + x) % 2 == p
+        return y[keep], x[keep]
 
-    @cached_property
-    def tile_rows(self) -> np.ndarray:
-        """Sign-state rows of every offset of every position, position-major."""
-        _, h, w = self.shape
-        ys, xs = np.divmod(np.arange(h * w), w)
-        return _position_rows(h, w, ys, xs).reshape(-1)
+    def cells(self, p: int) -> np.ndarray:
+        """``[P]``: the state row of each position of pass ``p``."""
+        y, x = self.positions(p)
+        return (y + 1) * (self.side + 2) + x + 1
 
-    @cached_property
-    def earlier(self) -> np.ndarray:
-        """Per group, how many channels come before it in ``order``."""
-        return np.concatenate([[0], np.cumsum(np.bincount(self.groups))])
+    def rows(self, p: int) -> np.ndarray:
+        """``[P, 5]``: the state row of every offset of every position of pass ``p``."""
+        y, x = self.positions(p)
+        return np.stack([(y + 1 + dy) * (self.side + 2) + x + 1 + dx for dy, dx in OFFSETS], 1)
 
 
-def _position_rows(h: int, w: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Sign-state rows of each offset of each position: ``[P, len(OFFSETS)]``."""
-    return np.stack([(ys + 1 + dy) * (w + 2) + xs + 1 + dx for dy, dx in OFFSETS], 1)
+class CheckerboardMix:
+    """Id 4: P(bit = 1) from the decoded bits around it in its own and earlier groups.
 
-
-def make_schedule(shape: tuple[int, int, int], groups: np.ndarray) -> Schedule:
-    """The decoding schedule for latents of ``shape`` with this channel grouping."""
-    c_count, h, w = shape
-    ph, pw = PAD + h, PAD + w
-    order = np.argsort(groups, kind="stable")
-    column = np.empty(c_count, np.int64)
-    column[order] = np.arange(c_count)
-    count = int(groups.max()) + 1
-    steps, latent = [], []
-    for t in range(h + w - 1 + LAG * (count - 1)):
-        cc_all, yy_all, xx_all, parts, done = [], [], [], [], 0
-        for g in range(count):
-            ys = np.arange(h)
-            xs = t - LAG * g - ys
-            ok = (xs >= 0) & (xs < w)
-            ys, xs = ys[ok], xs[ok]
-            if not len(ys):
-                continue
-            channels = order[groups[order] == g]
-            cc_all.append(np.repeat(channels, len(ys)))
-            yy_all.append(np.tile(ys, len(channels)))
-            xx_all.append(np.tile(xs, len(channels)))
-            if g:
-                parts.append((g, _position_rows(h, w, ys, xs), done))
-            done += len(channels) * len(ys)
-        cc, yy, xx = (np.concatenate(a) for a in (cc_all, yy_all, xx_all))
-
-        def padded(ch, y, x):
-            return (ch * ph + PAD + y) * pw + PAD + x
-
-        ctx = np.stack([padded(cc, yy + dy, xx + dx) for dy, dx in NEIGHBOURS])
-        signs = ((yy + 1) * (w + 2) + xx + 1) * c_count + column[cc]
-        rows = (cc * NEIGHBOUR_CONTEXTS).astype(np.int32)
-        steps.append(Step(padded(cc, yy, xx), ctx, rows, signs, parts))
-        latent.append((cc * h + yy) * w + xx)
-    return Schedule(shape, groups, order, steps, np.concatenate(latent))
-
-
-def neighbour_index(bits: np.ndarray) -> np.ndarray:
-    """Each bit's six-neighbour context ``k`` (base 3, 0..728) ``[n, C, H, W]``."""
-    n, c, h, w = bits.shape
-    padded = np.full((n, c, PAD + h, PAD + w), OUTSIDE, dtype=np.int32)
-    padded[:, :, PAD:, PAD:] = bits
-    index = np.zeros((n, c, h, w), np.int32)
-    for power, (dy, dx) in zip(_POWERS, NEIGHBOURS, strict=True):
-        index += power * padded[:, :, PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
-    return index
-
-
-def sign_features(bits: np.ndarray, schedule: Schedule, k: int) -> np.ndarray:
-    """The +-1 bits (0 outside) of the first ``k`` channels in group order at every
-    offset of every position: ``[n, H * W, len(OFFSETS) * k]``, offset-major."""
-    n, c, h, w = bits.shape
-    signs = np.zeros((n, h + 2, w + 2, c), np.float32)
-    signs[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., schedule.order]]
-    return signs.reshape(n, -1, c)[:, schedule.tile_rows, :k].reshape(n, h * w, -1)
-
-
-class ContextMix:
-    """Id 3: P(bit = 1) from the bit's neighbours in its channel and earlier groups.
-
-    ``tables`` is the model file's ``probability["context_mix"]``: ``groups`` ``[C]``,
-    ``neighbour`` ``[C, 729]`` and ``weight`` ``[C, len(OFFSETS), C]`` integers,
-    ``squash`` ``[2 ZMAX + 1]`` integers ``k`` (P = k / 65536), ``side``.
+    ``tables`` is the model file's ``probability["checkerboard_mix"]``: ``groups``
+    ``[C]``, ``bias`` ``[C, 2, S]`` and ``weight`` ``[C, 2, 5, C]`` integers,
+    ``squash`` ``[2 ZMAX + 1]`` integers ``k`` (P = k / 65536), ``side`` ``S``.
     """
 
-    id = 3
-    name = "context-mix"
+    id = 4
+    name = "checkerboard-mix"
 
     def __init__(self, tables: dict):
         try:
             groups = np.asarray(tables["groups"], dtype=np.int64)
-            neighbour = np.asarray(tables["neighbour"], dtype=np.int64)
+            bias = np.asarray(tables["bias"], dtype=np.int64)
             weight = np.asarray(tables["weight"], dtype=np.int64)
             squash = np.asarray(tables["squash"], dtype=np.int64)
             side = int(tables["side"])
         except (KeyError, TypeError, ValueError):
-            raise ModelError("context-mix table is incomplete") from None
-        check_tables(groups, neighbour, weight, squash)
+            raise ModelError("checkerboard-mix table is incomplete") from None
+        check_tables(groups, bias, weight, squash, side)
         c = len(groups)
         self.shape = (c, side, side)
-        self.schedule = s = make_schedule(self.shape, groups)
+        self.grid = grid = Grid(side)
+        self.order = order = np.argsort(groups, kind="stable")
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(groups))])
         # Logits are kept shifted by ``shift`` >= |any logit|, so a logit is its own
         # index into the squash table, padded with its end values (already 1 and
         # 65535 at +-ZMAX); every value stays an integer below 2^24 in float32.
-        reach = int(np.abs(weight).reshape(c, -1).sum(1).max())
+        reach = int(np.abs(weight).sum((2, 3)).max())
         self.shift = ZMAX + reach
-        self.neighbour = (neighbour.reshape(-1) + self.shift).astype(np.float32)
         self.p_of_z = np.pad(squash, reach, mode="edge").astype(np.float64) / (1 << 16)
-        # Per later group, its weights on the earlier groups' bits, [C_g, 5 k]:
-        # columns offset-major, then channel in group order.
-        self.weights = {}
-        for g in range(1, int(groups.max()) + 1):
-            own = s.order[s.earlier[g] : s.earlier[g + 1]]
-            w = weight[own][:, :, s.order[: s.earlier[g]]].reshape(len(own), -1)
-            self.weights[g] = np.ascontiguousarray(w, dtype=np.float32)
+        # Everything below in group order and channel-major: the sign state is
+        # [C, (S + 2)^2], a pass's features [5 C, P] (source channel, then offset), so
+        # the bits a group may read are a prefix of them, and ``matrix[p]`` is
+        # [C, 5 C]: a row per channel predicted.
+        w = weight[order][:, :, :, order].astype(np.float32)
+        self.matrix = [
+            np.ascontiguousarray(w[:, p].transpose(0, 2, 1).reshape(c, -1)) for p in range(PASSES)
+        ]
+        self.rows = [np.ascontiguousarray(grid.rows(p).T) for p in range(PASSES)]  # [5, P]
+        self.near = np.ascontiguousarray(self.rows[1][list(NEAR)])  # [4, P]
+        self.cells = [grid.cells(p) for p in range(PASSES)]
+        # Per pass [C, P]: shift + bias, the logits before any bit is known.
+        self.start = [
+            (bias[order][:, p, grid.positions(p)[0]] + self.shift).astype(np.float32)
+            for p in range(PASSES)
+        ]
+        # Coding order: per group, pass 0 then pass 1, channel-major; ``blocks`` has
+        # each step's (group, pass, first channel, end channel, first bit, features read).
+        self.blocks, latent, first = [], [], 0
+        for g, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True)):
+            for p in range(PASSES):
+                y, x = grid.positions(p)
+                latent.append(((order[lo:hi, None] * side + y) * side + x).reshape(-1))
+                self.blocks.append((g, p, lo, hi, first, len(OFFSETS) * (hi if p else lo)))
+                first += (hi - lo) * len(y)
+        self.all_latent = np.concatenate(latent)
+        # Per group, for the decoder: pass 1's weights on its own group's anchors
+        # [C_g, C_g * 4], and per pass its weights on every later group [C - hi, 5 C_g].
+        self.own, self.share = [], []
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True):
+            own = w[lo:hi, 1][:, list(NEAR), lo:hi].transpose(0, 2, 1).reshape(hi - lo, -1)
+            self.own.append(np.ascontiguousarray(own))
+            cols = slice(len(OFFSETS) * lo, len(OFFSETS) * hi)
+            self.share.append([np.ascontiguousarray(m[hi:, cols]) for m in self.matrix])
+        self._work = _Buffers()
+
+    def logits(self, bits: np.ndarray) -> np.ndarray:
+        """Shifted logits of every bit of ``bits`` ``[n, C, S, S]``, in coding order.
+
+        All bits are known here (encoding, fitting), so each step is one product over
+        every bit it may read; the decoder adds the same integers group by group.
+        """
+        return self._logits(bits).copy()
 
     def probabilities(self, bits: np.ndarray) -> np.ndarray:
-        """P(bit = 1) of every bit of ``bits`` ``[n, C, H, W]``, in coding order.
+        """P(bit = 1) of every bit of ``bits`` ``[n, C, S, S]``, in coding order."""
+        return self._probabilities(bits).copy()
 
-        All bits are known here (encoding, fitting), so the whole tile's features come
-        from shifted views at once; the decoder gathers the same values step by step.
-        """
-        n, c, h, w = bits.shape
-        s = self.schedule
-        z = self.neighbour[neighbour_index(bits) + s.channel_rows]
-        if self.weights:
-            k = s.earlier[-2]  # every channel a later group may read
-            features = sign_features(bits, s, k).reshape(n, h * w, len(OFFSETS), k)
-        for g, weights in self.weights.items():
-            own = s.order[s.earlier[g] : s.earlier[g + 1]]
-            mine = features[..., : s.earlier[g]].reshape(n, h * w, -1)
-            z[:, own] += (weights @ mine.transpose(0, 2, 1)).reshape(n, -1, h, w)
-        return self.p_of_z[z.astype(np.intp)].reshape(n, -1)[:, s.all_latent]
+    def _logits(self, bits: np.ndarray) -> np.ndarray:
+        n, c, side, _ = bits.shape
+        work = self._work
+        state = work.get("state", (c, n * (side + 2) ** 2))
+        inner = state.reshape(c, n, side + 2, side + 2)[:, :, 1:-1, 1:-1]
+        np.take(SIGN, bits[:, self.order].transpose(1, 0, 2, 3), out=inner, mode="clip")
+        features = []
+        for p in range(PASSES):
+            rows = self._positions(n, "rows", p)
+            f = work.get(f"features{p}", (c, *rows.shape))
+            np.take(state, rows, axis=1, out=f, mode="clip")
+            features.append(f.reshape(-1, rows.shape[1]))
+        z = work.get("logits", (n, self.all_latent.size))
+        for g, p, lo, hi, first, k in self.blocks:
+            count = len(self.cells[p])
+            block = z[:, first : first + (hi - lo) * count].reshape(n, hi - lo, count)
+            if k:
+                product = work.get(f"product{g}.{p}", (hi - lo, n * count))
+                np.matmul(self.matrix[p][lo:hi, :k], features[p][:k], out=product)
+                tiles = product.reshape(hi - lo, n, count).transpose(1, 0, 2)
+                np.add(tiles, self.start[p][lo:hi], out=block)
+            else:
+                block[...] = self.start[p][lo:hi]
+        return z
+
+    def _positions(self, n: int, kind: str, p: int) -> np.ndarray:
+        """``rows``, ``near`` or ``cells`` of pass ``p`` for ``n`` tiles side by side in
+        a state ``[C, n (S + 2)^2]``: tile-major columns."""
+        key = f"{kind}{p}.{n}"
+        index = self._work.arrays.get(key)
+        if index is None:
+            one = {"rows": self.rows[p], "near": self.near, "cells": self.cells[p][None]}[kind]
+            shift = np.arange(n)[:, None] * (self.shape[1] + 2) ** 2
+            index = (one[:, None, :] + shift[None]).reshape(len(one), -1)
+            self._work.arrays[key] = index = index[0] if kind == "cells" else index
+        return index
+
+    def _probabilities(self, bits: np.ndarray) -> np.ndarray:
+        z = self._logits(bits)
+        index = self._work.get("index", z.shape, np.intp)
+        np.copyto(index, z, casting="unsafe")
+        out = self._work.get("p", z.shape, np.float64)
+        return np.take(self.p_of_z, index, out=out, mode="clip")
 
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
         return self.encode_many(bits[None])[0]
 
     def encode_many(self, bits: np.ndarray) -> list[tuple[int, bytes]]:
-        """Tiles ``[n, C, H, W]`` -> (coding, payload) each; probabilities of all at once."""
+        """Tiles ``[n, C, S, S]`` -> (coding, payload) each; probabilities of all at once."""
         from .entropy import range_or_raw
 
         if bits.shape[1:] != self.shape:
             raise ValueError(f"bits of shape {bits.shape[1:]}, table of shape {self.shape}")
-        p = self.probabilities(bits)
-        symbols = bits.reshape(len(bits), -1)[:, self.schedule.all_latent]
+        p = self._probabilities(bits)
+        symbols = bits.reshape(len(bits), -1)[:, self.all_latent]
         return [range_or_raw(tile, s, q) for tile, s, q in zip(bits, symbols, p, strict=True)]
 
     def decode(self, coding: int, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
         return self.decode_many([(coding, payload)], shape)[0]
 
     def decode_many(self, chunks: list[tuple[int, bytes]], shape: tuple[int, ...]) -> np.ndarray:
-        """(coding, payload) of several tiles -> their bits ``[n, C, H, W]``.
+        """(coding, payload) of several tiles -> their bits ``[n, C, S, S]``.
 
         The range-coded tiles are decoded side by side, step by step: each step's
         probabilities for all of them come from one set of array operations, so the
@@ -264,60 +265,93 @@ class ContextMix:
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
         out = np.zeros((len(chunks), *shape), np.uint8)
-        coded = []
+        coded = [i for i, (coding, _) in enumerate(chunks) if coding != RAW]
         for i, (coding, payload) in enumerate(chunks):
             if coding == RAW:
                 out[i] = unpack(payload, shape)
+        if coded:
+            with contextlib.ExitStack() as stack:
+                decoders = [stack.enter_context(range_decoder(*chunks[i])) for i in coded]
+                out[coded] = self._decode_steps(decoders)
+        return out
+
+    def _decode_steps(self, decoders: list) -> np.ndarray:
+        m, (c, side, _) = len(decoders), self.shape
+        work = self._work
+        z = []  # per pass [C, m P]: the logits so far, tile-major columns
+        for p in range(PASSES):
+            count = len(self.cells[p])
+            z.append(work.get(f"d{p}", (c, m * count)))
+            np.copyto(z[p].reshape(c, m, count), self.start[p][:, None])
+        out = np.empty((m, c, side, side), np.uint8)
+        for g, p, lo, hi, _, _ in self.blocks:
+            count = len(self.cells[p])
+            if p == 0:  # the group's own sign state [C_g, m (S + 2)^2]
+                state = work.get(f"state{g}", (hi - lo, m * (side + 2) ** 2))
+                logit = z[0][lo:hi]
             else:
-                coded.append(i)
-        if not coded:
-            return out
-        s, m = self.schedule, len(coded)
-        c, h, w = shape
-        own = np.full((m, c * (PAD + h) * (PAD + w)), OUTSIDE, dtype=np.int32)
-        own[:, s.inside] = 0
-        signs = np.zeros((m, (h + 2) * (w + 2), c), np.float32)
-        flat_signs = signs.reshape(m, -1)
-        with contextlib.ExitStack() as stack:
-            decoders = [stack.enter_context(range_decoder(*chunks[i])) for i in coded]
-            for step in s.steps:
-                z = self.neighbour[step.rows + _POWERS @ own[:, step.context_cells]]
-                for g, rows, first in step.parts:
-                    weights = self.weights[g]
-                    features = signs[:, rows, : s.earlier[g]].reshape(m, len(rows), -1)
-                    linear = weights @ features.transpose(0, 2, 1)
-                    z[:, first : first + linear[0].size] += linear.reshape(m, -1)
-                p = self.p_of_z[z.astype(np.intp)]
-                bits = np.stack([d.decode(b, q) for (d, b), q in zip(decoders, p, strict=True)])
-                own[:, step.cells] = bits
-                flat_signs[:, step.sign_cells] = SIGN[bits]
-        out[coded] = own[:, s.inside].reshape(m, *shape)
+                near = self._positions(m, "near", 1)
+                seen = work.get(f"near{g}", (hi - lo, *near.shape))
+                np.take(state, near, axis=1, out=seen, mode="clip")
+                logit = work.get(f"own{g}", (hi - lo, m * count))
+                np.matmul(self.own[g], seen.reshape(-1, m * count), out=logit)
+                logit += z[1][lo:hi]
+            index = work.get(f"index{g}.{p}", (m, hi - lo, count), np.intp)
+            tiles = logit.reshape(hi - lo, m, count).transpose(1, 0, 2)
+            np.copyto(index, tiles, casting="unsafe")
+            prob = work.get(f"prob{g}.{p}", (m, index[0].size), np.float64)
+            np.take(self.p_of_z, index.reshape(m, -1), out=prob, mode="clip")
+            bits = np.stack(
+                [d.decode(bern, q) for (d, bern), q in zip(decoders, prob, strict=True)]
+            )
+            signs = SIGN[bits].reshape(m, hi - lo, count).transpose(1, 0, 2)
+            state[:, self._positions(m, "cells", p)] = signs.reshape(hi - lo, -1)
+            if p == 0:
+                continue
+            inside = state.reshape(hi - lo, m, -1)[:, :, self.grid.inside] > 0
+            out[:, self.order[lo:hi]] = inside.transpose(1, 0, 2).reshape(m, hi - lo, side, side)
+            for q in range(PASSES if hi < c else 0):  # its share of later groups' logits
+                rows = self._positions(m, "rows", q)
+                known = work.get(f"known{g}.{q}", (hi - lo, *rows.shape))
+                np.take(state, rows, axis=1, out=known, mode="clip")
+                share = work.get(f"share{g}.{q}", (c - hi, rows.shape[1]))
+                np.matmul(self.share[g][q], known.reshape(-1, rows.shape[1]), out=share)
+                z[q][hi:] += share
         return out
 
 
+def sign_state(bits: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The sign state ``[n, (S + 2)^2, C]`` (channels in ``order``) of known ``bits``."""
+    n, c, h, w = bits.shape
+    state = np.zeros((n, h + 2, w + 2, c), np.float32)
+    state[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., order]]
+    return state.reshape(n, -1, c)
+
+
 def check_tables(
-    groups: np.ndarray, neighbour: np.ndarray, weight: np.ndarray, squash: np.ndarray
+    groups: np.ndarray, bias: np.ndarray, weight: np.ndarray, squash: np.ndarray, side: int
 ) -> None:
     c = len(groups)
     if (
         groups.ndim != 1
-        or neighbour.shape != (c, NEIGHBOUR_CONTEXTS)
-        or weight.shape != (c, len(OFFSETS), c)
+        or side < 1
+        or bias.shape != (c, PASSES, side)
+        or weight.shape != (c, PASSES, len(OFFSETS), c)
         or squash.shape != (2 * ZMAX + 1,)
     ):
-        raise ModelError("context-mix table has the wrong shape")
+        raise ModelError("checkerboard-mix table has the wrong shape")
     if groups.min() < 0 or groups.max() >= MAX_GROUPS:
-        raise ModelError(f"context-mix groups must be 0..{MAX_GROUPS - 1}")
+        raise ModelError(f"checkerboard-mix groups must be 0..{MAX_GROUPS - 1}")
     if not np.isin(np.arange(groups.max() + 1), groups).all():
-        raise ModelError("context-mix groups must each have a channel")
-    if np.abs(neighbour).max() > ZMAX or np.abs(weight).max() >= WEIGHT_LIMIT:
-        raise ModelError("context-mix logits are out of range")
-    if np.abs(weight).reshape(c, -1).sum(1).max() > REACH_LIMIT:
-        raise ModelError("context-mix weights are too large to sum exactly")
-    if np.abs(weight).sum(1)[groups[:, None] <= groups[None, :]].any():
-        raise ModelError("context-mix weights use bits decoded after their own")
+        raise ModelError("checkerboard-mix groups must each have a channel")
+    if np.abs(bias).max() > ZMAX or np.abs(weight).max() >= WEIGHT_LIMIT:
+        raise ModelError("checkerboard-mix logits are out of range")
+    if np.abs(weight).sum((2, 3)).max() > REACH_LIMIT:
+        raise ModelError("checkerboard-mix weights are too large to sum exactly")
+    if weight[~allowed(groups)].any():
+        raise ModelError("checkerboard-mix weights use bits decoded after their own")
     if squash.min() < 1 or squash.max() >= 1 << 16 or (np.diff(squash) < 0).any():
-        raise ModelError("context-mix squash table must rise within 1..65535")
+        raise ModelError("checkerboard-mix squash table must rise within 1..65535")
 
 
 def squash_table() -> torch.Tensor:
@@ -330,7 +364,7 @@ def squash_table() -> torch.Tensor:
     return (torch.sigmoid(z) * (1 << 16)).round().clamp(1, (1 << 16) - 1).to(torch.int32)
 
 
-def choose_groups(bits: np.ndarray, count: int = 4) -> np.ndarray:
+def choose_groups(bits: np.ndarray, count: int) -> np.ndarray:
     """Channel groups from training bits ``[n, C, H, W]``: equal groups, the channels
     that tell the most about the others (summed pairwise information at the same
     position) first, so later groups are predicted from the most informative bits."""
@@ -357,58 +391,67 @@ def _conditional_entropy(x: np.ndarray) -> np.ndarray:
     return -(joint * np.log2(joint)).sum(0) - _entropy(p1)[None, :]
 
 
-def fit(bits: np.ndarray, groups: int = 4, iterations: int = 100) -> dict:
-    """Context-mix tables fitted on training bits ``[n, C, H, W]`` (uint8).
+def fit(bits: np.ndarray, groups: int = GROUPS, iterations: int = 100) -> dict:
+    """Checkerboard-mix tables fitted on training bits ``[n, C, S, S]`` (uint8).
 
-    A logistic regression per channel (a logit per neighbour context plus linear
-    weights on earlier groups' bits), fitted by L-BFGS on the mean cross-entropy with
-    a small L2 penalty, then rounded to integer logits.
+    A logistic regression per channel and pass (a bias per mel row plus linear
+    weights on the signs of the bits decoded before it), fitted by L-BFGS on the mean
+    cross-entropy with a small L2 penalty, then rounded to integers.
     """
     n, c, h, w = bits.shape
     if h != w:
         raise ValueError("latents must be square")
     group = choose_groups(bits, min(groups, c))
     order = np.argsort(group, kind="stable")
-    index = torch.from_numpy(neighbour_index(bits)).long().permute(1, 0, 2, 3).reshape(c, -1)
-    schedule = make_schedule((c, h, w), group)
-    features = torch.from_numpy(sign_features(bits, schedule, c).reshape(n * h * w, -1))
-    target = torch.from_numpy(bits).permute(1, 0, 2, 3).reshape(c, -1).float()
-    g = torch.from_numpy(group)
-    mask = (g[order][None, :] < g[:, None]).float().repeat(1, len(OFFSETS))  # [C, 5C]
-    logits = torch.zeros(c, NEIGHBOUR_CONTEXTS, requires_grad=True)
-    weight = torch.zeros(c, len(OFFSETS) * c, requires_grad=True)
-    rows = torch.arange(c)[:, None]
-    opt = torch.optim.LBFGS([logits, weight], max_iter=iterations, line_search_fn="strong_wolfe")
+    grid = Grid(h)
+    state = sign_state(bits, order)
+    mask = torch.from_numpy(allowed(group)[order][:, :, :, order]).float()  # group order
+    features, targets, rows = [], [], []
+    for p in range(PASSES):
+        y, x = grid.positions(p)
+        features.append(torch.from_numpy(state[:, grid.rows(p)].reshape(n * len(y), -1)))
+        target = bits[:, order][:, :, y, x].transpose(0, 2, 1).reshape(n * len(y), c)
+        targets.append(torch.from_numpy(target.astype(np.float32)))
+        rows.append(torch.from_numpy(np.tile(y, n)))
+    bias = torch.zeros(c, PASSES, h, requires_grad=True)
+    weight = torch.zeros(PASSES, len(OFFSETS) * c, c, requires_grad=True)
+    masks = mask.permute(1, 2, 3, 0).reshape(PASSES, -1, c)  # [p, 5 C (offset, c'), c]
+    opt = torch.optim.LBFGS([bias, weight], max_iter=iterations, line_search_fn="strong_wolfe")
 
     def loss_fn():
         opt.zero_grad()
-        z = logits[rows, index] + (features @ (weight * mask).T).T
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, target)
-        loss = loss + 1e-6 * (logits.square().sum() + weight.square().sum())
+        loss = sum(
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                features[p] @ (weight[p] * masks[p]) + bias[:, p, rows[p]].T,
+                targets[p],
+                reduction="sum",
+            )
+            for p in range(PASSES)
+        ) / (n * h * w * c)
+        loss = loss + PENALTY * (bias.square().sum() + weight.square().sum())
         loss.backward()
         return loss
 
     opt.step(loss_fn)
-    # Back to natural channel order: weight[c, offset, c'].
-    w_ordered = (weight.detach() * mask).reshape(c, len(OFFSETS), c)
-    natural = torch.zeros_like(w_ordered)
-    natural[:, :, torch.from_numpy(order)] = w_ordered
+    inverse = torch.from_numpy(np.argsort(order))  # back to natural channel order
+    w_group = (weight.detach() * masks).reshape(PASSES, len(OFFSETS), c, c).permute(3, 0, 1, 2)
+    natural = w_group[inverse][:, :, :, inverse]
     natural = (natural * SCALE).round().clamp(-(WEIGHT_LIMIT - 1), WEIGHT_LIMIT - 1)
-    reach = natural.abs().reshape(c, -1).sum(1, keepdim=True)
+    reach = natural.abs().sum((2, 3), keepdim=True)
     # Never met in practice (a reach of 1,024 nats); kept so a fit is always loadable.
-    natural = (natural * (REACH_LIMIT / reach.clamp(min=REACH_LIMIT)).unsqueeze(-1)).trunc()
+    natural = (natural * (REACH_LIMIT / reach.clamp(min=REACH_LIMIT))).trunc()
     return {
         "groups": torch.from_numpy(group).to(torch.uint8),
-        "neighbour": (logits.detach() * SCALE).round().clamp(-ZMAX, ZMAX).to(torch.int16),
+        "bias": (bias.detach()[inverse] * SCALE).round().clamp(-ZMAX, ZMAX).to(torch.int16),
         "weight": natural.to(torch.int16),
         "squash": squash_table(),
         "side": h,
     }
 
 
-def cross_entropy_bits(tables: dict | ContextMix, bits: np.ndarray) -> float:
-    """Mean ideal code length per tile of ``bits`` ``[n, C, H, W]`` under ``tables``."""
-    model = tables if isinstance(tables, ContextMix) else ContextMix(tables)
-    p = np.concatenate([model.probabilities(bits[i : i + 64]) for i in range(0, len(bits), 64)])
-    symbols = bits.reshape(len(bits), -1)[:, model.schedule.all_latent]
+def cross_entropy_bits(tables: dict | CheckerboardMix, bits: np.ndarray) -> float:
+    """Mean ideal code length per tile of ``bits`` ``[n, C, S, S]`` under ``tables``."""
+    model = tables if isinstance(tables, CheckerboardMix) else CheckerboardMix(tables)
+    p = np.concatenate([model.probabilities(bits[i : i + 8]) for i in range(0, len(bits), 8)])
+    symbols = bits.reshape(len(bits), -1)[:, model.all_latent]
     return float(-np.where(symbols == 1, np.log2(p), np.log2(1 - p)).sum() / len(bits))

@@ -22,9 +22,10 @@ from .errors import FormatError, ModelError
 PROB_BITS = 16
 PROB_ONE = 1 << PROB_BITS
 RAW, RANGE_CODED = 0, 1
-# Id 2 was a context model of unreleased development versions, replaced by id 3
-# (context-mix) before any release; its number is never reused.
-RETIRED_CONTEXT_ID = 2
+# Context models of unreleased development versions, each replaced before any
+# release by the next; their numbers are never reused, and their files are refused
+# by name.
+RETIRED = {2: "context-bernoulli", 3: "context-mix"}
 
 
 def _constriction():
@@ -82,7 +83,7 @@ class StaticBernoulli:
 
 def encode_tiles(prob, bits: np.ndarray) -> list[tuple[int, bytes]]:
     """Tiles ``[n, C, H, W]`` -> (coding, payload) each, under ``prob``; a model with
-    ``encode_many`` (context-mix) codes them together."""
+    ``encode_many`` (checkerboard-mix) codes them together."""
     if hasattr(prob, "encode_many"):
         return prob.encode_many(bits)
     return [prob.encode(tile) for tile in bits]
@@ -143,20 +144,20 @@ def table_from_counts(ones: torch.Tensor, total: int) -> torch.Tensor:
 def refuse_retired(model_id: int) -> None:
     """A file of a retired probability model is refused by name, before any model
     lookup: no model file can decode it any more."""
-    if model_id == RETIRED_CONTEXT_ID:
+    if model_id in RETIRED:
         raise FormatError(
-            "probability model id 2 (context-bernoulli) was a development format that "
-            "melcodec no longer decodes; encode the audio again"
+            f"probability model id {model_id} ({RETIRED[model_id]}) was a development "
+            "format that melcodec no longer decodes; encode the audio again"
         )
 
 
 def probability_model(model_id: int, tables: dict | None):
     """The probability model with this id, built from a model file's tables."""
     refuse_retired(model_id)
-    if model_id == context.ContextMix.id:
+    if model_id == context.CheckerboardMix.id:
         if not tables or context.TABLE_KEY not in tables:
-            raise ModelError("this model file has no context-mix probability table")
-        return context.ContextMix(tables[context.TABLE_KEY])
+            raise ModelError("this model file has no checkerboard-mix probability table")
+        return context.CheckerboardMix(tables[context.TABLE_KEY])
     if model_id == UniformBits.id:
         return UniformBits()
     if model_id == StaticBernoulli.id:
@@ -173,7 +174,7 @@ def available_ids(tables: dict | None) -> list[int]:
         i
         for i, key in (
             (StaticBernoulli.id, "static_bernoulli"),
-            (context.ContextMix.id, context.TABLE_KEY),
+            (context.CheckerboardMix.id, context.TABLE_KEY),
         )
         if key in tables
     ]

@@ -15,7 +15,8 @@ PROBABILITY_NAMES = {
     0: "uniform (0)",
     1: "static-bernoulli (1)",
     2: "context-bernoulli (2, retired)",
-    3: "context-mix (3)",
+    3: "context-mix (3, retired)",
+    4: "checkerboard-mix (4)",
 }
 
 

@@ -19,7 +19,8 @@ import torch
 
 from . import context, entropy, zoo
 
-RETIRED_KEY = "context_bernoulli"
+# Tables of retired probability models (entropy.RETIRED), dropped at every refit.
+RETIRED_KEYS = ("context_bernoulli", "context_mix")
 
 
 @torch.no_grad()
@@ -77,7 +78,7 @@ def _fit_context(bits: np.ndarray) -> tuple:
     tables = context.fit(bits)
     # In-sample, so a little below what unseen music costs (bench/contexts.py).
     return (
-        context.ContextMix.id,
+        context.CheckerboardMix.id,
         context.TABLE_KEY,
         tables,
         context.cross_entropy_bits(tables, bits),
@@ -93,9 +94,9 @@ def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
     card["probability"] = dict(card.get("probability") or {}) | {key: info}
     probability = dict(model.probability or {})
     probability[key] = table
-    # The retired id-2 table decodes nothing any more (entropy.RETIRED_CONTEXT_ID).
-    probability.pop(RETIRED_KEY, None)
-    card["probability"].pop(RETIRED_KEY, None)
+    for retired in RETIRED_KEYS:  # they decode nothing any more
+        probability.pop(retired, None)
+        card["probability"].pop(retired, None)
     card["earlier_files"] = earlier_files(model, model_id)
     target = Path(out) if out else model.path
     half = model.card.get("weights") == "float16"
@@ -111,7 +112,7 @@ def earlier_files(model, replaced_id: int) -> list[dict]:
     """
     ids = [entropy.UniformBits.id] + [
         i
-        for i, k in ((1, "static_bernoulli"), (context.ContextMix.id, context.TABLE_KEY))
+        for i, k in ((1, "static_bernoulli"), (context.CheckerboardMix.id, context.TABLE_KEY))
         if k in (model.probability or {})
     ]
     entries = [{"sha256": model.sha256.hex(), "probability_ids": ids}]

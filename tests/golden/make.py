@@ -63,7 +63,7 @@ def main() -> None:
     x, rate = source()
     files = {}
     remake = "--all" in sys.argv[1:]
-    for prob_id, name in ((0, "uniform"), (1, "static"), (3, "mix")):
+    for prob_id, name in ((0, "uniform"), (1, "static"), (4, "checkerboard")):
         stem = f"v2-{MODEL}-{name}"
         if remake or not (HERE / f"{stem}.mlc").is_file():
             files[stem] = (golden_codec(prob_id), golden_codec(prob_id).encode(x, rate))
