@@ -8,7 +8,8 @@ of the same latents (the ideal code length), a check that the decoded latents ar
 the encoded ones, and the time of entropy coding alone (encode plus decode per
 tile, medians over clips of the median of ``--runs`` runs; one tile alone, and
 groups of 8 tiles coded together as a longer file's are; every probability model
-timed side by side on the same tiles). Writes bench/results/probability.{md,json}.
+timed side by side on the same tiles, taking turns within each run).
+Writes bench/results/probability.{md,json}.
 """
 
 from __future__ import annotations
@@ -37,16 +38,19 @@ def ideal_bits(prob, bits: np.ndarray) -> float:
     return context.cross_entropy_bits(prob, bits)
 
 
-def coding_ms(prob, tiles: np.ndarray, runs: int) -> float:
+def coding_ms(probs: dict, tiles: np.ndarray, runs: int) -> dict:
     """Entropy encode + decode of ``tiles`` together (as a file's group of tiles is
-    coded), milliseconds per tile, median of ``runs``."""
-    times = []
+    coded) under each probability model, milliseconds per tile, median of ``runs``;
+    the models take turns within each run, so a slower spell of the machine falls
+    on all of them alike."""
+    times = {i: [] for i in probs}
     for _ in range(runs):
-        t = time.perf_counter()
-        chunks = entropy.encode_tiles(prob, tiles)
-        entropy.decode_tiles(prob, chunks, tiles.shape[1:])
-        times.append((time.perf_counter() - t) / len(tiles))
-    return 1000 * median(times)
+        for i, prob in probs.items():
+            t = time.perf_counter()
+            chunks = entropy.encode_tiles(prob, tiles)
+            entropy.decode_tiles(prob, chunks, tiles.shape[1:])
+            times[i].append((time.perf_counter() - t) / len(tiles))
+    return {i: 1000 * median(t) for i, t in times.items()}
 
 
 def measure(name: str, clips: list, runs: int) -> list[dict]:
@@ -69,13 +73,17 @@ def measure(name: str, clips: list, runs: int) -> list[dict]:
             row["payload_bits"] += [8 * len(reader.chunk(t).payload) for t in range(len(reader))]
             row["ideal"].append(ideal_bits(codec.prob, bits) * len(bits))
             row["tiles"] += len(bits)
-            row["ms"].append(median([coding_ms(codec.prob, tile[None], runs) for tile in bits]))
+        probs = {i: codec.prob for i, codec in codecs.items()}
+        per_tile = [coding_ms(probs, tile[None], runs) for tile in bits]
+        for i in ids:
+            rows[i]["ms"].append(median([t[i] for t in per_tile]))
         every.append(bits)
     # Eight tiles at a time, as a file longer than 29 s is coded (codec.NETWORK_BATCH).
     every = np.concatenate(every)
     groups = [every[i : i + 8] for i in range(0, len(every) - 7, 8)]
-    for i, codec in codecs.items():
-        rows[i]["ms8"] = median([coding_ms(codec.prob, g, runs) for g in groups])
+    per_group = [coding_ms({i: c.prob for i, c in codecs.items()}, g, runs) for g in groups]
+    for i in ids:
+        rows[i]["ms8"] = median([t[i] for t in per_group])
     out = []
     for i, row in rows.items():
         real = float(np.mean(row["payload_bits"]))

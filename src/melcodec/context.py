@@ -145,24 +145,20 @@ class CheckerboardMix:
         reach = int(np.abs(weight).sum((2, 3)).max())
         self.shift = ZMAX + reach
         self.p_of_z = np.pad(squash, reach, mode="edge").astype(np.float64) / (1 << 16)
-        # Everything below in group order and channel-major: the sign state is
-        # [C, (S + 2)^2], a pass's features [5 C, P] (source channel, then offset), so
-        # the bits a group may read are a prefix of them, and ``matrix[p]`` is
-        # [C, 5 C]: a row per channel predicted.
-        w = weight[order][:, :, :, order].astype(np.float32)
-        self.matrix = [
-            np.ascontiguousarray(w[:, p].transpose(0, 2, 1).reshape(c, -1)) for p in range(PASSES)
-        ]
-        self.rows = [np.ascontiguousarray(grid.rows(p).T) for p in range(PASSES)]  # [5, P]
-        self.near = np.ascontiguousarray(self.rows[1][list(NEAR)])  # [4, P]
+        # Everything below in group order. The sign state is [n (S + 2)^2, C] (a row per
+        # padded position of each tile, tile-major): a step gathers whole rows.
+        self.rows = [grid.rows(p) for p in range(PASSES)]  # [P, 5]
         self.cells = [grid.cells(p) for p in range(PASSES)]
-        # Per pass [C, P]: shift + bias, the logits before any bit is known.
+        # Per pass [P, C]: shift + bias, the logits before any bit is known.
         self.start = [
-            (bias[order][:, p, grid.positions(p)[0]] + self.shift).astype(np.float32)
+            (bias[order][:, p, grid.positions(p)[0]].T + self.shift).astype(np.float32)
             for p in range(PASSES)
         ]
         # Coding order: per group, pass 0 then pass 1, channel-major; ``blocks`` has
-        # each step's (group, pass, first channel, end channel, first bit, features read).
+        # each step's (group, pass, first channel, end channel, first bit, features
+        # read): the step reads channels 0 .. k / 5 - 1 at every offset, the earlier
+        # groups' and, in pass 1, its own group's (whose weights are 0 but at the
+        # anchors).
         self.blocks, latent, first = [], [], 0
         for g, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True)):
             for p in range(PASSES):
@@ -171,21 +167,21 @@ class CheckerboardMix:
                 self.blocks.append((g, p, lo, hi, first, len(OFFSETS) * (hi if p else lo)))
                 first += (hi - lo) * len(y)
         self.all_latent = np.concatenate(latent)
-        # Per group, for the decoder: pass 1's weights on its own group's anchors
-        # [C_g, C_g * 4], and per pass its weights on every later group [C - hi, 5 C_g].
-        self.own, self.share = [], []
-        for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True):
-            own = w[lo:hi, 1][:, list(NEAR), lo:hi].transpose(0, 2, 1).reshape(hi - lo, -1)
-            self.own.append(np.ascontiguousarray(own))
-            cols = slice(len(OFFSETS) * lo, len(OFFSETS) * hi)
-            self.share.append([np.ascontiguousarray(m[hi:, cols]) for m in self.matrix])
+        # Each step's weights [k, C_g]: a row per bit read (offset, then channel).
+        w = weight[order][:, :, :, order].astype(np.float32)
+        self.steps = {
+            (g, p): np.ascontiguousarray(
+                w[lo:hi, p, :, : k // len(OFFSETS)].transpose(1, 2, 0).reshape(k, hi - lo)
+            )
+            for g, p, lo, hi, _, k in self.blocks
+        }
         self._work = _Buffers()
 
     def logits(self, bits: np.ndarray) -> np.ndarray:
         """Shifted logits of every bit of ``bits`` ``[n, C, S, S]``, in coding order.
 
-        All bits are known here (encoding, fitting), so each step is one product over
-        every bit it may read; the decoder adds the same integers group by group.
+        All bits are known here (encoding, fitting); each step's logits come from the
+        same code as the decoder's, on the whole tile's signs at once.
         """
         return self._logits(bits).copy()
 
@@ -195,47 +191,56 @@ class CheckerboardMix:
 
     def _logits(self, bits: np.ndarray) -> np.ndarray:
         n, c, side, _ = bits.shape
-        work = self._work
-        state = work.get("state", (c, n * (side + 2) ** 2))
-        inner = state.reshape(c, n, side + 2, side + 2)[:, :, 1:-1, 1:-1]
-        np.take(SIGN, bits[:, self.order].transpose(1, 0, 2, 3), out=inner, mode="clip")
-        features = []
-        for p in range(PASSES):
-            rows = self._positions(n, "rows", p)
-            f = work.get(f"features{p}", (c, *rows.shape))
-            np.take(state, rows, axis=1, out=f, mode="clip")
-            features.append(f.reshape(-1, rows.shape[1]))
-        z = work.get("logits", (n, self.all_latent.size))
+        state = self._work.get("state", (n * (side + 2) ** 2, c))
+        inner = state.reshape(n, side + 2, side + 2, c)[:, 1:-1, 1:-1]
+        np.take(SIGN, bits[:, self.order].transpose(0, 2, 3, 1), out=inner, mode="clip")
+        z = self._work.get("logits", (n, self.all_latent.size), np.intp)
         for g, p, lo, hi, first, k in self.blocks:
-            count = len(self.cells[p])
-            block = z[:, first : first + (hi - lo) * count].reshape(n, hi - lo, count)
-            if k:
-                product = work.get(f"product{g}.{p}", (hi - lo, n * count))
-                np.matmul(self.matrix[p][lo:hi, :k], features[p][:k], out=product)
-                tiles = product.reshape(hi - lo, n, count).transpose(1, 0, 2)
-                np.add(tiles, self.start[p][lo:hi], out=block)
-            else:
-                block[...] = self.start[p][lo:hi]
+            block = z[:, first : first + (hi - lo) * len(self.cells[p])]
+            self._step(state, n, g, p, lo, hi, k, block.reshape(n, hi - lo, -1))
         return z
 
+    def _step(self, state, n: int, g: int, p: int, lo: int, hi: int, k: int, out) -> None:
+        """Step (g, p)'s shifted logits for ``n`` tiles into ``out`` ``[n, C_g, P]``,
+        from the bits it may read in ``state``: exact integers, whatever else the
+        state holds where the step's weights are 0."""
+        count = len(self.cells[p])
+        logit = self._work.get(f"step{g}.{p}", (n * count, hi - lo))
+        start = self._tiled(n, p)[:, lo:hi]
+        if k:
+            rows = self._positions(n, "rows", p)
+            seen = self._work.get(f"seen{g}.{p}", (*rows.shape, k // len(OFFSETS)))
+            np.take(state[:, : seen.shape[-1]], rows, axis=0, out=seen, mode="clip")
+            np.matmul(seen.reshape(len(logit), k), self.steps[g, p], out=logit)
+            logit += start
+        else:
+            logit[...] = start
+        np.copyto(out, logit.reshape(n, count, hi - lo).transpose(0, 2, 1), casting="unsafe")
+
     def _positions(self, n: int, kind: str, p: int) -> np.ndarray:
-        """``rows``, ``near`` or ``cells`` of pass ``p`` for ``n`` tiles side by side in
-        a state ``[C, n (S + 2)^2]``: tile-major columns."""
+        """``rows`` ``[n P, 5]`` or ``cells`` ``[n P]`` of pass ``p`` for ``n`` tiles
+        side by side in a sign state ``[n (S + 2)^2, C]``."""
         key = f"{kind}{p}.{n}"
         index = self._work.arrays.get(key)
         if index is None:
-            one = {"rows": self.rows[p], "near": self.near, "cells": self.cells[p][None]}[kind]
-            shift = np.arange(n)[:, None] * (self.shape[1] + 2) ** 2
-            index = (one[:, None, :] + shift[None]).reshape(len(one), -1)
-            self._work.arrays[key] = index = index[0] if kind == "cells" else index
+            one = {"rows": self.rows[p], "cells": self.cells[p][:, None]}[kind]
+            shift = np.arange(n)[:, None, None] * (self.shape[1] + 2) ** 2
+            index = (one[None] + shift).reshape(n * len(one), -1)
+            self._work.arrays[key] = index = index[:, 0] if kind == "cells" else index
         return index
+
+    def _tiled(self, n: int, p: int) -> np.ndarray:
+        """``start`` of pass ``p`` for ``n`` tiles side by side: ``[n P, C]``."""
+        key = f"start{p}.{n}"
+        tiled = self._work.arrays.get(key)
+        if tiled is None:
+            tiled = self._work.arrays[key] = np.tile(self.start[p], (n, 1))
+        return tiled
 
     def _probabilities(self, bits: np.ndarray) -> np.ndarray:
         z = self._logits(bits)
-        index = self._work.get("index", z.shape, np.intp)
-        np.copyto(index, z, casting="unsafe")
         out = self._work.get("p", z.shape, np.float64)
-        return np.take(self.p_of_z, index, out=out, mode="clip")
+        return np.take(self.p_of_z, z, out=out, mode="clip")
 
     def encode(self, bits: np.ndarray) -> tuple[int, bytes]:
         return self.encode_many(bits[None])[0]
@@ -278,46 +283,24 @@ class CheckerboardMix:
     def _decode_steps(self, decoders: list) -> np.ndarray:
         m, (c, side, _) = len(decoders), self.shape
         work = self._work
-        z = []  # per pass [C, m P]: the logits so far, tile-major columns
-        for p in range(PASSES):
+        # The sign state [m (S + 2)^2, C]: a step reads only bits decoded before it,
+        # or, where its weights are 0, whatever an earlier call left (+-1 or 0).
+        state = work.get("decoded", (m * (side + 2) ** 2, c))
+        decoded = work.get("bits", (m, c * side * side), np.int32)  # coding order
+        for g, p, lo, hi, first, k in self.blocks:
             count = len(self.cells[p])
-            z.append(work.get(f"d{p}", (c, m * count)))
-            np.copyto(z[p].reshape(c, m, count), self.start[p][:, None])
-        out = np.empty((m, c, side, side), np.uint8)
-        for g, p, lo, hi, _, _ in self.blocks:
-            count = len(self.cells[p])
-            if p == 0:  # the group's own sign state [C_g, m (S + 2)^2]
-                state = work.get(f"state{g}", (hi - lo, m * (side + 2) ** 2))
-                logit = z[0][lo:hi]
-            else:
-                near = self._positions(m, "near", 1)
-                seen = work.get(f"near{g}", (hi - lo, *near.shape))
-                np.take(state, near, axis=1, out=seen, mode="clip")
-                logit = work.get(f"own{g}", (hi - lo, m * count))
-                np.matmul(self.own[g], seen.reshape(-1, m * count), out=logit)
-                logit += z[1][lo:hi]
             index = work.get(f"index{g}.{p}", (m, hi - lo, count), np.intp)
-            tiles = logit.reshape(hi - lo, m, count).transpose(1, 0, 2)
-            np.copyto(index, tiles, casting="unsafe")
+            self._step(state, m, g, p, lo, hi, k, index)
             prob = work.get(f"prob{g}.{p}", (m, index[0].size), np.float64)
             np.take(self.p_of_z, index.reshape(m, -1), out=prob, mode="clip")
-            bits = np.stack(
-                [d.decode(bern, q) for (d, bern), q in zip(decoders, prob, strict=True)]
-            )
-            signs = SIGN[bits].reshape(m, hi - lo, count).transpose(1, 0, 2)
-            state[:, self._positions(m, "cells", p)] = signs.reshape(hi - lo, -1)
-            if p == 0:
-                continue
-            inside = state.reshape(hi - lo, m, -1)[:, :, self.grid.inside] > 0
-            out[:, self.order[lo:hi]] = inside.transpose(1, 0, 2).reshape(m, hi - lo, side, side)
-            for q in range(PASSES if hi < c else 0):  # its share of later groups' logits
-                rows = self._positions(m, "rows", q)
-                known = work.get(f"known{g}.{q}", (hi - lo, *rows.shape))
-                np.take(state, rows, axis=1, out=known, mode="clip")
-                share = work.get(f"share{g}.{q}", (c - hi, rows.shape[1]))
-                np.matmul(self.share[g][q], known.reshape(-1, rows.shape[1]), out=share)
-                z[q][hi:] += share
-        return out
+            bits = decoded[:, first : first + prob.shape[1]]
+            for i, ((decoder, bernoulli), q) in enumerate(zip(decoders, prob, strict=True)):
+                bits[i] = decoder.decode(bernoulli, q)
+            signs = np.take(SIGN, bits.reshape(m, hi - lo, count).transpose(0, 2, 1))
+            state[self._positions(m, "cells", p), lo:hi] = signs.reshape(m * count, -1)
+        out = np.empty((m, c * side * side), np.uint8)
+        out[:, self.all_latent] = decoded
+        return out.reshape(m, c, side, side)
 
 
 def sign_state(bits: np.ndarray, order: np.ndarray) -> np.ndarray:
