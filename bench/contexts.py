@@ -96,7 +96,7 @@ def candidates(bits: np.ndarray, split: int) -> list[dict]:
             [(0, -1), (-1, 0), (-1, -1), (-1, 1)],
         ),
         (
-            "six causal neighbours (the retired context-mix's own-channel context)",
+            "six causal neighbours (context-mix's own-channel context)",  # id 3, retired
             [(0, -1), (0, -2), (-1, 0), (-1, -1), (-2, 0), (-1, -2)],
         ),
     ):
@@ -126,21 +126,26 @@ def offsets(chosen, near):
         context.OFFSETS, context.NEAR = kept
 
 
-def coding_ms(prob, tiles: np.ndarray, runs: int = 5) -> float:
-    """Entropy encode + decode of ``tiles`` together, ms per tile, median of ``runs``."""
-    times = []
+def coding_ms(probs: list, tiles: np.ndarray, runs: int = 5) -> list[float]:
+    """Entropy encode + decode of ``tiles`` together under each of ``probs``, ms per
+    tile, median of ``runs``; the models take turns within each run."""
+    times = [[] for _ in probs]
     for _ in range(runs):
-        start = time.perf_counter()
-        entropy.decode_tiles(prob, entropy.encode_tiles(prob, tiles), tiles.shape[1:])
-        times.append((time.perf_counter() - start) / len(tiles))
-    return 1000 * float(np.median(times))
+        for prob, spent in zip(probs, times, strict=True):
+            start = time.perf_counter()
+            entropy.decode_tiles(prob, entropy.encode_tiles(prob, tiles), tiles.shape[1:])
+            spent.append((time.perf_counter() - start) / len(tiles))
+    return [1000 * float(np.median(t)) for t in times]
 
 
-def speeds(prob, test: np.ndarray) -> tuple[float, float]:
-    """Coding time of one tile alone and of 8 tiles together (as longer files are)."""
-    one = np.median([coding_ms(prob, tile[None]) for tile in test[:24]])
-    eight = np.median([coding_ms(prob, test[i : i + 8]) for i in range(0, 96, 8)])
-    return float(one), float(eight)
+def time_ratios(prob, static, test: np.ndarray) -> tuple[float, float]:
+    """``prob``'s coding time as a multiple of ``static``'s, timed side by side: one
+    tile alone, and 8 tiles together (as longer files are)."""
+    one = [coding_ms([prob, static], tile[None]) for tile in test[:24]]
+    eight = [coding_ms([prob, static], test[i : i + 8]) for i in range(0, 96, 8)]
+    return tuple(
+        float(np.median([t[0] for t in ts]) / np.median([t[1] for t in ts])) for ts in (one, eight)
+    )
 
 
 def mix_rows(bits: np.ndarray, split: int, variants: bool) -> list[dict]:
@@ -159,24 +164,24 @@ def mix_rows(bits: np.ndarray, split: int, variants: bool) -> list[dict]:
         ]
     test = bits[split:]
     ones = torch.from_numpy(fit_bits.sum(0, dtype=np.int64))
-    static = speeds(entropy.StaticBernoulli(entropy.table_from_counts(ones, len(fit_bits))), test)
+    static = entropy.StaticBernoulli(entropy.table_from_counts(ones, len(fit_bits)))
     rows = []
     for groups, (chosen_offsets, near), label in chosen:
         with offsets(chosen_offsets, near):
             tables_ = context.fit(fit_bits, groups=groups)
             held = context.cross_entropy_bits(tables_, test)
-            one, eight = speeds(context.CheckerboardMix(tables_), test)
+            one, eight = time_ratios(context.CheckerboardMix(tables_), static, test)
         entries = 128 * 2 * H + int(np.count_nonzero(np.asarray(tables_["weight"])))
         rows.append(
             {
                 "context": label,
                 "table_entries": entries,
                 "bits_per_tile": held,
-                "time_vs_static": one / static[0],
-                "time_vs_static_8": eight / static[1],
+                "time_vs_static": one,
+                "time_vs_static_8": eight,
             }
         )
-        print(f"  {label}: {held:,.0f}, {one / static[0]:.2f}x, {eight / static[1]:.2f}x")
+        print(f"  {label}: {held:,.0f}, {one:.2f}x, {eight:.2f}x", flush=True)
     return rows
 
 
