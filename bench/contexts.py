@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, ROOT, machine, save
+from common import RESULTS, ROOT, coding_ms, machine, median, save
 
 from melcodec import context, data, entropy, load_model, tables
 from melcodec.modelfiles import available
@@ -126,25 +125,14 @@ def offsets(chosen, near):
         context.OFFSETS, context.NEAR = kept
 
 
-def coding_ms(probs: list, tiles: np.ndarray, runs: int = 5) -> list[float]:
-    """Entropy encode + decode of ``tiles`` together under each of ``probs``, ms per
-    tile, median of ``runs``; the models take turns within each run."""
-    times = [[] for _ in probs]
-    for _ in range(runs):
-        for prob, spent in zip(probs, times, strict=True):
-            start = time.perf_counter()
-            entropy.decode_tiles(prob, entropy.encode_tiles(prob, tiles), tiles.shape[1:])
-            spent.append((time.perf_counter() - start) / len(tiles))
-    return [1000 * float(np.median(t)) for t in times]
-
-
 def time_ratios(prob, static, test: np.ndarray) -> tuple[float, float]:
     """``prob``'s coding time as a multiple of ``static``'s, timed side by side: one
     tile alone, and 8 tiles together (as longer files are)."""
-    one = [coding_ms([prob, static], tile[None]) for tile in test[:24]]
-    eight = [coding_ms([prob, static], test[i : i + 8]) for i in range(0, 96, 8)]
+    both = {"model": prob, "static": static}
+    one = [coding_ms(both, tile[None], 5) for tile in test[:24]]
+    eight = [coding_ms(both, test[i : i + 8], 5) for i in range(0, 96, 8)]
     return tuple(
-        float(np.median([t[0] for t in ts]) / np.median([t[1] for t in ts])) for ts in (one, eight)
+        median([t["model"] for t in ts]) / median([t["static"] for t in ts]) for ts in (one, eight)
     )
 
 

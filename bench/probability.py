@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 
 import numpy as np
-from common import machine, median, music_dev, save
+from common import coding_ms, machine, median, music_dev, save
 
 from melcodec import Codec, context, entropy, frontend, load_model
 from melcodec.modelfiles import available
@@ -36,21 +35,6 @@ def ideal_bits(prob, bits: np.ndarray) -> float:
         b = bits.reshape(len(bits), -1)
         return float(-np.where(b == 1, np.log2(p), np.log2(1 - p)).sum() / len(bits))
     return context.cross_entropy_bits(prob, bits)
-
-
-def coding_ms(probs: dict, tiles: np.ndarray, runs: int) -> dict:
-    """Entropy encode + decode of ``tiles`` together (as a file's group of tiles is
-    coded) under each probability model, milliseconds per tile, median of ``runs``;
-    the models take turns within each run, so a slower spell of the machine falls
-    on all of them alike."""
-    times = {i: [] for i in probs}
-    for _ in range(runs):
-        for i, prob in probs.items():
-            t = time.perf_counter()
-            chunks = entropy.encode_tiles(prob, tiles)
-            entropy.decode_tiles(prob, chunks, tiles.shape[1:])
-            times[i].append((time.perf_counter() - t) / len(tiles))
-    return {i: 1000 * median(t) for i, t in times.items()}
 
 
 def measure(name: str, clips: list, runs: int) -> list[dict]:

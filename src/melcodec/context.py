@@ -90,12 +90,6 @@ class Grid:
 
     side: int
 
-    @property
-    def inside(self) -> np.ndarray:
-        """``[S * S]``: the state row of every position of the tile, row-major."""
-        y, x = np.divmod(np.arange(self.side**2), self.side)
-        return (y + 1) * (self.side + 2) + x + 1
-
     def positions(self, p: int) -> tuple[np.ndarray, np.ndarray]:
         """(y, x) of the positions decoded in pass ``p``, row-major."""
         y, x = np.divmod(np.arange(self.side**2), self.side)
@@ -177,23 +171,18 @@ class CheckerboardMix:
         }
         self._work = _Buffers()
 
-    def logits(self, bits: np.ndarray) -> np.ndarray:
-        """Shifted logits of every bit of ``bits`` ``[n, C, S, S]``, in coding order.
+    def probabilities(self, bits: np.ndarray) -> np.ndarray:
+        """P(bit = 1) of every bit of ``bits`` ``[n, C, S, S]``, in coding order.
 
         All bits are known here (encoding, fitting); each step's logits come from the
         same code as the decoder's, on the whole tile's signs at once.
         """
-        return self._logits(bits).copy()
-
-    def probabilities(self, bits: np.ndarray) -> np.ndarray:
-        """P(bit = 1) of every bit of ``bits`` ``[n, C, S, S]``, in coding order."""
         return self._probabilities(bits).copy()
 
     def _logits(self, bits: np.ndarray) -> np.ndarray:
         n, c, side, _ = bits.shape
         state = self._work.get("state", (n * (side + 2) ** 2, c))
-        inner = state.reshape(n, side + 2, side + 2, c)[:, 1:-1, 1:-1]
-        np.take(SIGN, bits[:, self.order].transpose(0, 2, 3, 1), out=inner, mode="clip")
+        sign_state(bits, self.order, out=state)
         z = self._work.get("logits", (n, self.all_latent.size), np.intp)
         for g, p, lo, hi, first, k in self.blocks:
             block = z[:, first : first + (hi - lo) * len(self.cells[p])]
@@ -223,10 +212,12 @@ class CheckerboardMix:
         key = f"{kind}{p}.{n}"
         index = self._work.arrays.get(key)
         if index is None:
-            one = {"rows": self.rows[p], "cells": self.cells[p][:, None]}[kind]
-            shift = np.arange(n)[:, None, None] * (self.shape[1] + 2) ** 2
-            index = (one[None] + shift).reshape(n * len(one), -1)
-            self._work.arrays[key] = index = index[:, 0] if kind == "cells" else index
+            first_row = np.arange(n) * (self.shape[1] + 2) ** 2  # of each tile
+            if kind == "rows":
+                index = (self.rows[p][None] + first_row[:, None, None]).reshape(-1, len(OFFSETS))
+            else:
+                index = (self.cells[p][None] + first_row[:, None]).reshape(-1)
+            self._work.arrays[key] = index
         return index
 
     def _tiled(self, n: int, p: int) -> np.ndarray:
@@ -270,10 +261,12 @@ class CheckerboardMix:
         if shape != self.shape:
             raise FormatError(f"latent shape {shape} does not match the table {self.shape}")
         out = np.zeros((len(chunks), *shape), np.uint8)
-        coded = [i for i, (coding, _) in enumerate(chunks) if coding != RAW]
+        coded = []
         for i, (coding, payload) in enumerate(chunks):
             if coding == RAW:
                 out[i] = unpack(payload, shape)
+            else:
+                coded.append(i)
         if coded:
             with contextlib.ExitStack() as stack:
                 decoders = [stack.enter_context(range_decoder(*chunks[i])) for i in coded]
@@ -303,11 +296,13 @@ class CheckerboardMix:
         return out.reshape(m, c, side, side)
 
 
-def sign_state(bits: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The sign state ``[n, (S + 2)^2, C]`` (channels in ``order``) of known ``bits``."""
+def sign_state(bits: np.ndarray, order: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The sign state ``[n, (S + 2)^2, C]`` (channels in ``order``) of known ``bits``,
+    written into ``out`` (any shape of that size, padding 0) where given."""
     n, c, h, w = bits.shape
-    state = np.zeros((n, h + 2, w + 2, c), np.float32)
-    state[:, 1:-1, 1:-1] = SIGN[bits.transpose(0, 2, 3, 1)[..., order]]
+    state = np.zeros((n, h + 2, w + 2, c), np.float32) if out is None else out
+    inner = state.reshape(n, h + 2, w + 2, c)[:, 1:-1, 1:-1]
+    np.take(SIGN, bits[:, order].transpose(0, 2, 3, 1), out=inner, mode="clip")
     return state.reshape(n, -1, c)
 
 
