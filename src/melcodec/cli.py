@@ -449,6 +449,11 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     type=click.Choice(NOISE_KINDS),
     help="With --data noise: i.i.d. pixels (the paper) or noise at every scale [recipe].",
 )
+@click.option(
+    "--revive-every",
+    type=click.IntRange(0),
+    help="Revive dead latent channels every N steps, 0 for never [recipe].",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True
@@ -468,12 +473,14 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     type=click.Choice(["auto", "yes", "no"]),
     help="torch.compile the step; auto: for runs of 500 steps or more.",
 )
-def train(recipe: str, steps, batch_size, crop, lr, noise, data_: str, **options) -> None:
+def train(
+    recipe: str, steps, batch_size, crop, lr, noise, revive_every, data_: str, **options
+) -> None:
     """Train an autoencoder (the paper's recipe or ours); writes OUT/model.pt."""
     from . import train as training
 
     chosen = RECIPES[recipe].with_overrides(
-        steps=steps, batch_size=batch_size, crop=crop, lr=lr, noise=noise
+        steps=steps, batch_size=batch_size, crop=crop, lr=lr, noise=noise, revive_every=revive_every
     )
     training.train(training.RunOptions(recipe=chosen, data=data_, **options))
 

@@ -52,9 +52,9 @@ class NoiseImages:
         """Rows ``start:start+count`` of the global batch of ``step``."""
         if self.size:
             ids = _indexes(self.size, self.seed, step, start + count)[start:].tolist()
-            seeds = [_mix(self.seed, -1, i) for i in ids]
+            seeds = [mix_seed(self.seed, -1, i) for i in ids]
         else:
-            seeds = [_mix(self.seed, step, start + row) for row in range(count)]
+            seeds = [mix_seed(self.seed, step, start + row) for row in range(count)]
         gen = torch.Generator(device=self.device)
         out = torch.empty(count, 1, crop, crop, device=self.device)
         for row, s in enumerate(seeds):
@@ -95,7 +95,7 @@ class ClipTiles:
     def batch(self, step: int, start: int, count: int, crop: int) -> torch.Tensor:
         """Rows ``start:start+count`` of the global batch of ``step``."""
         index = _indexes(len(self.tiles), self.seed, step, start + count)[start:]
-        gen = torch.Generator().manual_seed(_mix(self.seed, step, "crop"))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, step, "crop"))
         size = self.tiles.shape[-1]
         offs = torch.randint(0, size - crop + 1, (start + count, 2), generator=gen)[start:]
         rows = [
@@ -105,14 +105,14 @@ class ClipTiles:
         return torch.stack(rows).float().to(self.device)
 
 
-def _mix(*parts: int | str) -> int:
+def mix_seed(*parts: int | str) -> int:
     digest = hashlib.sha256(json.dumps(parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _indexes(size: int, seed: int, step: int, count: int) -> torch.Tensor:
     """The first ``count`` indexes of step ``step``'s global batch (a prefix is stable)."""
-    gen = torch.Generator().manual_seed(_mix(seed, step))
+    gen = torch.Generator().manual_seed(mix_seed(seed, step))
     return torch.randint(0, size, (count,), generator=gen)
 
 

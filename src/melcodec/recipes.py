@@ -26,6 +26,8 @@ class Recipe:
     noise_images: int = 5440
     # "uniform": i.i.d. U[0, 1] pixels as in the paper; "octaves": data.octave_noise.
     noise: str = "uniform"
+    # Revive dead latent channels every this many steps (revive.py); 0 = never.
+    revive_every: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -61,11 +63,21 @@ RECIPES = {
     "cpu-uniform": _CPU_UNIFORM,
     # cpu-uniform on noise with energy at every scale instead of i.i.d. pixels: the
     # change that makes noise-trained models transfer to music (docs/training.md).
-    "cpu": replace(_CPU_UNIFORM, name="cpu", noise="octaves"),
+    # Dead latent channels revived every 100 steps (revive.py): MSE on music left
+    # 19-22 of 128 channels constant without it; a no-op where none dies.
+    "cpu": replace(_CPU_UNIFORM, name="cpu", noise="octaves", revive_every=100),
     # `cpu` at the paper's batch and crop, for a GPU: 1,500 steps take 55-75 s on
     # one H100 (37-50 ms per step), so the six zoo models fit one 10-minute call;
     # 32x the pixels of 1,500 `cpu` steps.
-    "gpu": replace(_CPU_UNIFORM, name="gpu", noise="octaves", batch_size=64, crop=256, steps=1500),
+    "gpu": replace(
+        _CPU_UNIFORM,
+        name="gpu",
+        noise="octaves",
+        batch_size=64,
+        crop=256,
+        steps=1500,
+        revive_every=100,
+    ),
 }
 DEFAULT_RECIPE = "cpu"
 # Kinds of training noise (data.NoiseImages): i.i.d. pixels as in the paper, or

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import data, evaluate, metrics, trainstep, zoo
+from . import data, evaluate, metrics, revive, trainstep, zoo
 from .atomic import atomic_write
 from .errors import UsageError
 from .model import DOWNSAMPLING, Autoencoder
@@ -26,6 +26,9 @@ from .recipes import Recipe
 
 VALIDATION_TILES = 32
 COMPILE_FROM = 500
+# No revival in a run's last quarter: a channel revived when the cosine learning
+# rate is nearly spent would cost bits before the decoder learnt to use it.
+REVIVE_UNTIL = 0.75
 
 
 @dataclass
@@ -60,6 +63,12 @@ def validate(opts: RunOptions) -> None:
         raise UsageError(f"steps must be at least 1, got {r.steps}")
     if not r.lr > 0:
         raise UsageError(f"learning rate must be positive, got {r.lr}")
+    if r.revive_every < 0:
+        raise UsageError(f"revive-every must be 0 (never) or more, got {r.revive_every}")
+    if r.revive_every and r.arch.final_norm:
+        raise UsageError(
+            f"recipe {r.name} normalises before the encoder's Tanh: use --revive-every 0"
+        )
     if r.noise not in data.NOISE_KINDS:
         raise UsageError(f"noise must be one of {', '.join(data.NOISE_KINDS)}, got {r.noise!r}")
     if opts.data != "noise":
@@ -168,6 +177,10 @@ def train(opts: RunOptions) -> Path:
     log_file = _open_log(out / "log.jsonl", start) if is_main else None
     bar = Progress(r.steps, "train", start=start) if is_main and not opts.quiet else None
     t_start = time.monotonic() - elapsed
+    revive_every = r.revive_every
+    if revive_every and local_batch * (r.crop // DOWNSAMPLING) ** 2 < revive.MIN_CODES:
+        log(f"no revival of dead channels: a batch has under {revive.MIN_CODES} codes per channel")
+        revive_every = 0
     for step in range(start, r.steps):
         lr = trainstep.set_lr(optim, r, step)
         x = source.batch(step, rank * local_batch, local_batch, r.crop).contiguous(
@@ -180,6 +193,11 @@ def train(opts: RunOptions) -> Path:
         done = step + 1
         record = {"step": done, "loss": loss_value, "lr": lr}
         record |= {"seconds": round(dt, 4), "images_per_s": round(r.batch_size / dt, 2)}
+        if revive_every and done % revive_every == 0 and done < REVIVE_UNTIL * r.steps:
+            revived = _revive(net, optim, x, opts.seed, done, world)
+            record["revived"] = revived.tolist()
+            if revived.numel():
+                log(f"step {done}: revived latent channels {revived.tolist()}")
         if done % opts.val_every == 0 or done == r.steps:
             val_metrics = evaluate.summary(evaluate.per_tile(net, val_tiles))
             record["val"] = val_metrics
@@ -202,6 +220,21 @@ def train(opts: RunOptions) -> Path:
     if world > 1:
         dist.destroy_process_group()
     return model_path
+
+
+def _revive(net, optim, x: torch.Tensor, seed: int, step: int, world: int) -> torch.Tensor:
+    """Revive the dead channels that rank 0's batch shows; every rank ends with its weights."""
+    flags = torch.zeros(net.cfg.latent_channels, dtype=torch.uint8, device=x.device)
+    flags[revive.dead_channels(net, x)] = 1
+    if world > 1:
+        dist.broadcast(flags, 0)
+    channels = torch.nonzero(flags).flatten()
+    gen = torch.Generator().manual_seed(data.mix_seed(seed, step, "revive"))
+    revive.revive(net, optim, x, channels, gen)
+    if world > 1 and channels.numel():
+        for param in revive.revived_parameters(net):
+            dist.broadcast(param.data, 0)
+    return channels.cpu()
 
 
 def _run_identity(opts: RunOptions) -> dict:
