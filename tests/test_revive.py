@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from test_train import SMALL, options, read_log
+from test_train import SMALL, options, read_log, run_two_ranks
 
 from melcodec import data, revive, train
 from melcodec.errors import UsageError
@@ -196,14 +192,7 @@ def test_ddp_ranks_revive_rank_zeros_channels_with_the_same_weights(tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
     spec = {"arch": SMALL.to_dict(), "out": str(out), "dead": [[1, 2], [3]]}
-    helper = tmp_path / "revive_helper.py"
-    helper.write_text(REVIVE_HELPER)
-    env = {k: v for k, v in os.environ.items() if k not in {"WORLD_SIZE", "RANK", "LOCAL_RANK"}}
-    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["--standalone", str(helper), json.dumps(spec)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_ranks(tmp_path, REVIVE_HELPER, spec)
     assert [r.get("revived") for r in read_log(out)] == [[1, 2], None]
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     # Each rank's batch gives another median bias; rank 0's weights must win, and

@@ -293,6 +293,18 @@ DDP_HELPER = textwrap.dedent(
 )
 
 
+def run_two_ranks(tmp_path: Path, script: str, spec: dict) -> None:
+    """``script`` under torchrun as 2 gloo ranks of one thread each, given ``spec`` as JSON."""
+    helper = tmp_path / "ranks_helper.py"
+    helper.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k not in {"WORLD_SIZE", "RANK", "LOCAL_RANK"}}
+    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--standalone", str(helper), json.dumps(spec)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def emulate_ranks(recipe: Recipe, loss: str, seed: int, world: int) -> list[float]:
     """The loss per step that ``world`` DDP ranks log, computed in one process.
 
@@ -342,14 +354,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     loss = "nlpd"
     spec = {"arch": SMALL.to_dict(), "steps": 4, "batch_size": 8, "crop": 64}
     spec |= {"loss": loss, "seed": 0, "out": str(tmp_path / "ddp")}
-    helper = tmp_path / "ddp_helper.py"
-    helper.write_text(DDP_HELPER)
-    env = {k: v for k, v in os.environ.items() if k not in {"WORLD_SIZE", "RANK", "LOCAL_RANK"}}
-    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["--standalone", str(helper), json.dumps(spec)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_ranks(tmp_path, DDP_HELPER, spec)
     ddp_log = read_log(tmp_path / "ddp")
     assert [r["step"] for r in ddp_log] == [1, 2, 3, 4]  # rank 0 alone writes the log
     ddp = [r["loss"] for r in ddp_log]
