@@ -21,7 +21,17 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_train_zoo_trains_then_skips(tmp_path, make_audio):
     val = make_audio("val/one.wav", seconds=4.3, root=tmp_path).parent
-    args = ["train", "--only", "mse-noise", "--steps", "2", "--device", "cpu"]
+    args = [
+        "train",
+        "--only",
+        "mse-noise",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--revive-every",
+        "7",
+    ]
     first = _run(tmp_path, *args, "--val-data", str(tmp_path / "none"))
     # No such validation folder: the run must fail cleanly and leave nothing finished.
     assert first.returncode != 0 and "Traceback" not in first.stderr
@@ -30,7 +40,9 @@ def test_train_zoo_trains_then_skips(tmp_path, make_audio):
     done = _run(tmp_path, *args)
     assert done.returncode == 0, done.stderr
     model = tmp_path / "zoo" / "mse-noise" / "model.pt"
-    card = torch.load(model, weights_only=True)["card"]
+    saved = torch.load(model, weights_only=True)
+    card = saved["card"]
+    assert saved["recipe"]["revive_every"] == 7  # passed on to melcodec train
     assert card["name"] == "mse-noise" and card["loss"] == "mse" and card["steps"] == 2
     assert card["recipe"] == "cpu" and card["noise"] == "octaves"
     again = _run(tmp_path, *args)
