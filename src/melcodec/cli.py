@@ -74,6 +74,12 @@ def cli() -> None:
     """A lossy audio codec from perceptually trained mel-spectrogram autoencoders."""
 
 
+def _choice(flag: str, choices, default: str, help: str | None, *decls: str):
+    """An option with a fixed set of values, its default shown in --help."""
+    kinds = click.Choice(list(choices))
+    return click.option(flag, *decls, default=default, show_default=True, type=kinds, help=help)
+
+
 def codec_io(command):
     """SOURCE TARGET --model --force --max-hours: what encode and decode share."""
     for option in reversed(
@@ -111,13 +117,12 @@ def encode(source: Path, target: Path, model: str | None, force: bool, max_hours
 @cli.command()
 @codec_io
 @click.option("--float", "float32", is_flag=True, help="Write 32-bit float WAV.")
-@click.option(
+@_choice(
     "--format",
+    ["wav", "flac"],
+    "wav",
+    "The format written when TARGET is '-' (standard output).",
     "pipe_format",
-    default="wav",
-    show_default=True,
-    type=click.Choice(["wav", "flac"]),
-    help="The format written when TARGET is '-' (standard output).",
 )
 @click.option(
     "--sample-rate",
@@ -134,12 +139,11 @@ def encode(source: Path, target: Path, model: str | None, force: bool, max_hours
     show_default=True,
     type=click.FloatRange(0, 1, max_open=True),
 )
-@click.option(
+@_choice(
     "--phase-start",
-    default="pghi",
-    show_default=True,
-    type=click.Choice(["pghi", "random"]),
-    help="Griffin-Lim's starting phase: phase-gradient integration, or random.",
+    ["pghi", "random"],
+    "pghi",
+    "Griffin-Lim's starting phase: phase-gradient integration, or random.",
 )
 @click.option(
     "--seed",
@@ -272,19 +276,17 @@ def info(path: Path, as_json: bool, decode: bool, model: str | None) -> None:
 )
 @click.option("--gl-iters", default=DEFAULT_GL_ITERS, show_default=True, type=click.IntRange(0))
 @click.option("--peers", is_flag=True, help="Also Opus, MP3 and the Griffin-Lim ceiling.")
-@click.option(
+@_choice(
     "--output",
-    default="pcm16",
-    show_default=True,
-    type=click.Choice(["pcm16", "float"]),
-    help="Score the audio as decode writes it: 16-bit WAV (limited) or 32-bit float.",
+    ["pcm16", "float"],
+    "pcm16",
+    "Score the audio as decode writes it: 16-bit WAV (limited) or 32-bit float.",
 )
-@click.option(
+@_choice(
     "--probability",
-    default="best",
-    show_default=True,
-    type=click.Choice(["best", "all"]),
-    help="Each model with its best probability model, or with every one it has (a row each).",
+    ["best", "all"],
+    "best",
+    "Each model with its best probability model, or with every one it has (a row each).",
 )
 def eval_(
     path: Path,
@@ -433,12 +435,11 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
 @click.option(
     "--data", "data_", required=True, help="'noise' (its kind: --noise) or a folder of audio files."
 )
-@click.option(
+@_choice(
     "--recipe",
-    default=DEFAULT_RECIPE,
-    show_default=True,
-    type=click.Choice(sorted(RECIPES)),
-    help="'paper' is the paper as written; see docs/training.md.",
+    sorted(RECIPES),
+    DEFAULT_RECIPE,
+    "'paper' is the paper as written; see docs/training.md.",
 )
 @click.option("--steps", type=int, help="Optimiser steps [recipe].")
 @click.option("--batch-size", type=int, help="Global batch size [recipe].")
@@ -459,19 +460,16 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
     "--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True
 )
 @click.option("--name", default=None, help="Model name written into the card.")
-@click.option(
-    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
-)
+@_choice("--device", ["auto", "cpu", "cuda"], "auto", None)
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--val-every", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--val-data", default=None, help="Folder of audio for validation tiles.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
-@click.option(
+@_choice(
     "--compile",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "yes", "no"]),
-    help="torch.compile the step; auto: for runs of 500 steps or more.",
+    ["auto", "yes", "no"],
+    "auto",
+    "torch.compile the step; auto: for runs of 500 steps or more.",
 )
 def train(
     recipe: str, steps, batch_size, crop, lr, noise, revive_every, data_: str, **options
@@ -491,13 +489,12 @@ def train(
 @click.option(
     "--clips", default=2000, show_default=True, type=click.IntRange(1), help="Clips used."
 )
-@click.option(
+@_choice(
     "--table",
+    ["static", "context", "both"],
+    "both",
+    "static-bernoulli (id 1), checkerboard-mix (id 4), or both.",
     "which",
-    default="both",
-    show_default=True,
-    type=click.Choice(["static", "context", "both"]),
-    help="static-bernoulli (id 1), checkerboard-mix (id 4), or both.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
