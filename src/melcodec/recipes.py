@@ -64,7 +64,7 @@ RECIPES = {
     # cpu-uniform on noise with energy at every scale instead of i.i.d. pixels: the
     # change that makes noise-trained models transfer to music (docs/training.md).
     # Dead latent channels revived every 100 steps (revive.py): MSE on music left
-    # 19-22 of 128 channels constant without it; a no-op where none dies.
+    # 25-28 of 128 channels constant without it; a no-op where none dies.
     "cpu": replace(_CPU_UNIFORM, name="cpu", noise="octaves", revive_every=100),
     # `cpu` at the paper's batch and crop, for a GPU: 1,500 steps take 55-75 s on
     # one H100 (37-50 ms per step), so the six zoo models fit one 10-minute call;

@@ -2,9 +2,9 @@
 
 A latent channel whose encoder output keeps one sign is dead: the Tanh before
 the quantiser saturates, its gradient vanishes, and the channel stays constant
-for good while costing the decoder nothing and the codec a wasted channel.
-MSE training leaves many (the first shipped MSE-on-music model: 19 to 22 of
-128 channels), MS-SSIM training none. Like a vector quantiser's dead-code
+for good: one channel fewer for the decoder. MSE training on music leaves many
+(the first shipped MSE-on-music model: 25 to 28 of 128 on a training batch,
+bench/dead_channels.py), MS-SSIM training none. Like a vector quantiser's dead-code
 restart, a dead channel gets fresh encoder weights with its bias set so that
 half of the current batch's codes are +1, and zero decoder weights, so that
 the revival does not disturb the output and the decoder learns to use it.
