@@ -1,6 +1,9 @@
 """Bits per tile of every model under every probability model it has, on music-dev.
 
-    python bench/probability.py [--models a,b] [--runs 5]
+    python bench/probability.py [--models a,b] [--runs 5] [--merge]
+
+``--merge`` keeps the last result's rows of the models not measured now (each
+row says when it was measured: time ratios are only comparable within a run).
 
 For each clip: the file ``melcodec encode`` writes under each probability model
 (its bytes, the real bits of each tile's payload), the model's own cross-entropy
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 
 import numpy as np
-from common import coding_ms, machine, median, music_dev, save
+from common import RESULTS, coding_ms, machine, median, music_dev, save
 
 from melcodec import Codec, context, entropy, frontend, load_model
 from melcodec.modelfiles import available
@@ -98,11 +102,20 @@ def measure(name: str, clips: list, runs: int) -> list[dict]:
     return out
 
 
+def _dates(rows: list[dict], host: dict) -> str:
+    """When the rows were measured: one date, or each model's where they differ."""
+    by_model = {r["model"]: r.get("date", host["date"]) for r in rows}
+    if len(set(by_model.values())) <= 1:
+        return host["date"]
+    return "; ".join(f"{m} {d}" for m, d in by_model.items())
+
+
 def table(rows: list[dict], host: dict) -> str:
     lines = [
         "# Bits per tile on music-dev, by model and probability model",
         "",
-        f"`python bench/probability.py`, {host['date']}, {host['cpu']} ({host['cores']} cores), "
+        f"`python bench/probability.py`, {_dates(rows, host)}, {host['cpu']} "
+        f"({host['cores']} cores), "
         f"torch {host['torch']}. Real: the payload bits of each tile in the file `encode` "
         "writes (every tile decoded back to its latents and compared); ideal: the "
         "probability model's own cross-entropy of the same latents; kbit/s: whole files, "
@@ -131,13 +144,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(available()))
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--merge", action="store_true", help="keep other models' last rows")
     args = parser.parse_args()
     clips = {path: frontend.load(path) for path in music_dev()}
-    rows = []
-    for name in args.models.split(","):
-        rows += measure(name, clips, args.runs)
-        print(f"{name} done", flush=True)
     host = machine()
+    names = args.models.split(",")
+    rows = []
+    for name in names:
+        rows += [dict(r, date=host["date"]) for r in measure(name, clips, args.runs)]
+        print(f"{name} done", flush=True)
+    if args.merge and (RESULTS / "probability.json").exists():
+        last = json.loads((RESULTS / "probability.json").read_text())
+        kept = [dict(r, date=r.get("date", last["machine"]["date"])) for r in last["rows"]]
+        order = available()
+        rows = [r for r in kept if r["model"] not in names] + rows
+        rows.sort(key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
     save("probability", {"machine": host, "rows": rows}, table(rows, host))
 
 
