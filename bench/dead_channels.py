@@ -26,12 +26,7 @@ CLIPS = 300
 def measure(name: str, source: data.ClipTiles, clips: torch.Tensor) -> dict:
     net = zoo.load_model(name).net.float()
     per_batch = [len(revive.dead_channels(net, source.batch(s, 0, 16, 128))) for s in STEPS]
-    net.eval()
-    with torch.no_grad():
-        bits = torch.cat(
-            [net.encode_bits(clips[i : i + 16].float()) for i in range(0, len(clips), 16)]
-        )
-    p = bits.double().mean(dim=(0, 2, 3))
+    p = torch.from_numpy(tables.tile_bits(net, clips)).double().mean(dim=(0, 2, 3))
     entropy = (torch.special.entr(p) + torch.special.entr(1 - p)) / torch.log(torch.tensor(2.0))
     return {
         "model": name,

@@ -76,7 +76,7 @@ def revive(
         return
     conv = _final_conv(net)
     first = net.decoder.net[0]
-    fresh = torch.empty(conv.weight[channels].shape)
+    fresh = torch.empty(len(channels), *conv.weight.shape[1:])
     # PyTorch's own Conv2d initialisation, drawn from ``gen`` for reproducible runs.
     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=gen)
     conv.weight[channels] = fresh.to(conv.weight)
