@@ -122,3 +122,32 @@ def test_fit_table_command_adds_both_tables_and_encode_uses_the_context_table(
     assert Codec(model).prob.id == 4
     code, _, err = run_cli("fit-table", tiny_model_path, "--data", tmp_path / "none")
     assert_one_line_error(code, err, "does not exist")
+
+
+def test_a_published_model_file_is_refitted_only_with_its_new_hash_recorded(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    from melcodec import zoo
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = folder / "tiny.pt"
+    shutil.copy(tiny_model_path, path)
+    zoo.publish(path)
+    before = path.read_bytes()
+    tiles_ = torch.rand(4, 1, 256, 256, generator=torch.Generator().manual_seed(2))
+    # In place without publishing, the next load would refuse the file as altered.
+    code, _, err = run_cli("fit-table", path, "--data", tmp_path, "--clips", 1)
+    assert_one_line_error(code, err, "is a published model")
+    with monkeypatch.context() as patch:
+        # Refused before the encoding pass (minutes on a real corpus), not after it.
+        patch.setattr(tables, "tile_bits", lambda *a, **k: pytest.fail("encoded first"))
+        with pytest.raises(zoo.ModelError, match="published model"):
+            tables.fit_table("static", path, tiles_)
+    assert path.read_bytes() == before
+    tables.fit_table("static", path, tiles_, published=True)
+    assert path.read_bytes() != before
+    assert load_model(path).sha256 == zoo.published_sha256(path) == zoo.file_sha256(path)
+    # Written elsewhere, the published file stays as it was.
+    tables.fit_table("static", path, tiles_, out=tmp_path / "mine.pt")
+    assert load_model(tmp_path / "mine.pt").probability is not None

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import torch
 
+from melcodec import zoo
+
 SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "train-zoo"
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MELCODEC_ZOO_RUNS=str(tmp_path / "zoo"))
+    env["MELCODEC_CACHE"] = str(tmp_path / "cache")
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300
     )
@@ -51,6 +54,23 @@ def test_train_zoo_trains_then_skips(tmp_path, make_audio):
     assert (
         "mse-noise      finished" in status.stdout and "nlpd-music     not started" in status.stdout
     )
+    # Shipping it: tables fitted, half precision, its hash in the folder's SHA256SUMS.
+    models = tmp_path / "models"
+    models.mkdir()
+    fit = ["--corpus", str(val), "--clips", "2", "--to", str(models)]
+    shipped = _run(tmp_path, "install", "--only", "mse-noise", *fit)
+    assert shipped.returncode == 0, shipped.stderr
+    path = models / "mse-noise.pt"
+    model = zoo.load_model(path)  # refused unless SHA256SUMS has this file's hash
+    assert (models / zoo.SUMS).read_text() == f"{model.sha256.hex()}  mse-noise.pt\n"
+    assert set(model.probability) == {"static_bernoulli", "checkerboard_mix"}
+    assert model.card["weights"] == "float16" and model.card["earlier_files"] == []
+    assert not (tmp_path / "zoo" / "mse-noise" / "shipped.pt").exists()
+    refit = _run(tmp_path, "tables", *fit)
+    assert refit.returncode == 0, refit.stderr
+    again = zoo.load_model(path)
+    assert again.sha256 != model.sha256
+    assert [e["sha256"] for e in again.card["earlier_files"]] == [model.sha256.hex()]
 
 
 def test_train_zoo_refuses_unknown_models(tmp_path):

@@ -499,9 +499,10 @@ def train(
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
     """Fit MODEL's probability tables on training audio (every clips-th clip of it)."""
-    from . import data
+    from . import data, zoo
     from .tables import fit_table, spread
 
+    zoo.check_writable(out or zoo.resolve(model))  # before minutes of reading audio
     chosen = spread(data.load_clips(data_)[0], clips)
     for kind in ("static", "context"):
         if which not in (kind, "both"):

@@ -57,14 +57,18 @@ def fit_table(
     tiles: torch.Tensor,
     out: str | os.PathLike | None = None,
     progress: Callable | None = None,
+    published: bool = False,
 ) -> dict:
     """Add a ``kind`` ("static" or "context") probability table fitted on ``tiles``
-    ``[n, 1, 256, 256]`` to a model file (in place, or written to ``out``)."""
+    ``[n, 1, 256, 256]`` to a model file (in place, or written to ``out``);
+    ``published`` as in ``zoo.save_model``."""
     model = zoo.load_model(model_path)
+    # Before the encoding pass, which takes minutes on a real corpus.
+    zoo.check_writable(Path(out) if out else model.path, published)
     bits = tile_bits(model.net, tiles, progress=progress)
     model_id, key, table, bits_per_tile = _FITS[kind](bits)
     info = {"fit_tiles": len(tiles), "entropy_bits_per_tile": bits_per_tile}
-    return _store(model, model_id, key, table, info, out)
+    return _store(model, model_id, key, table, info, out, published)
 
 
 def _fit_static(bits: np.ndarray) -> tuple:
@@ -88,7 +92,7 @@ def _fit_context(bits: np.ndarray) -> tuple:
 _FITS = {"static": _fit_static, "context": _fit_context}
 
 
-def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
+def _store(model, model_id: int, key: str, table, info: dict, out, published: bool) -> dict:
     """Write ``model`` with one probability table replaced, keeping old files decodable."""
     card = dict(model.card)
     card["probability"] = dict(card.get("probability") or {}) | {key: info}
@@ -100,7 +104,7 @@ def _store(model, model_id: int, key: str, table, info: dict, out) -> dict:
     card["earlier_files"] = earlier_files(model, model_id)
     target = Path(out) if out else model.path
     half = model.card.get("weights") == "float16"
-    zoo.save_model(target, model.net, card, model.recipe, probability, half=half)
+    zoo.save_model(target, model.net, card, model.recipe, probability, half, published)
     return info
 
 

@@ -92,6 +92,17 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "c
     )
 
 
+def check_writable(path: Path, published: bool = False) -> None:
+    """Refuse to overwrite a model file its folder's SHA256SUMS lists, unless the
+    write is to be ``published`` (its new hash recorded): otherwise the file
+    written would be refused as altered the next time it loads."""
+    if not published and published_sha256(path) is not None:
+        raise ModelError(
+            f"{path} is a published model (listed in {path.parent / SUMS}): "
+            "write the new file elsewhere (--out)"
+        )
+
+
 def save_model(
     path: str | os.PathLike,
     net: Autoencoder,
@@ -99,13 +110,17 @@ def save_model(
     recipe: dict,
     probability: dict | None = None,
     half: bool = False,
+    published: bool = False,
 ) -> bytes:
     """Write a model file atomically; returns its SHA-256.
 
     ``half`` stores floating-point weights as float16 (half the size); they load
     into the float32 network exactly, so the file defines the codec's bits.
+    ``published`` records the new hash in the folder's SHA256SUMS; without it a
+    file that list names is refused before anything is written.
     """
     path = Path(path)
+    check_writable(path, published)
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
@@ -119,4 +134,6 @@ def save_model(
         "probability": probability,
     }
     atomic_write(path, lambda fh: torch.save(blob, fh))
+    if published:
+        publish(path)
     return file_sha256(path)
