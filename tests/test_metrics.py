@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -248,15 +249,20 @@ def test_cuda_matches_cpu(name, batch):
 # NLPD against a slow NumPy reference written from the definition
 # ---------------------------------------------------------------------------
 
+# The constants as published (Laparra et al. 2016, as DESIGN.md quotes them), kept as
+# that text and read from it, so the reference shares nothing with metrics.py.
+PUBLISHED = """
+sigma = [0.0248, 0.0185, 0.0179, 0.0191, 0.0220, 0.2782]. DN_k are 3x3 with a
+zero centre; (top, left, right, bottom) weights:
+L1 (0.1011, 0.1493, 0.1460, 0.1015), L2 (0.0757, 0.1986, 0.1846, 0.0837),
+L3 (0.0477, 0.2138, 0.2243, 0.0467), L4 (0, 0.2503, 0.2616, 0),
+L5 (0, 0.2598, 0.2552, 0), L6 (0, 0.2215, 0.0717, 0).
+"""
 REF_LOWPASS_1D = np.array([0.05, 0.25, 0.4, 0.25, 0.05])
-REF_SIGMAS = [0.0248, 0.0185, 0.0179, 0.0191, 0.0220, 0.2782]
-REF_DN = [  # (top, left, right, bottom)
-    (0.1011, 0.1493, 0.1460, 0.1015),
-    (0.0757, 0.1986, 0.1846, 0.0837),
-    (0.0477, 0.2138, 0.2243, 0.0467),
-    (0, 0.2503, 0.2616, 0),
-    (0, 0.2598, 0.2552, 0),
-    (0, 0.2215, 0.0717, 0),
+REF_SIGMAS = [float(v) for v in re.search(r"sigma = \[(.*?)\]", PUBLISHED)[1].split(",")]
+REF_DN = [  # (top, left, right, bottom) of levels L1..L6
+    tuple(float(v) for v in weights.split(","))
+    for weights in re.findall(r"L\d \((.*?)\)", PUBLISHED)
 ]
 
 

@@ -12,12 +12,18 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class MelConfig:
+    """The paper's mel analysis (Namgyal et al. 2023), magnitude (power 1)."""
+
     sample_rate: int = 16000
+    # The Hann window is as long as the FFT.
     n_fft: int = 1024
+    # With center=False, 67,328 samples (the paper's 4.208 s clips) give 256 frames.
     hop_length: int = 260
+    # More bands than 513 FFT bins can fill: band 0 is an all-zero filter (mel.py).
     n_mels: int = 256
     f_min: float = 0.0
     f_max: float = 8000.0
+    # The spectrogram is log(mel + log_eps), then scaled to [0, 1] per tile.
     log_eps: float = 0.001
 
     def to_dict(self) -> dict:
