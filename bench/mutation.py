@@ -19,6 +19,10 @@ from the checkout (tests written since count, and mutmut maps tests to functions
 afresh), the mutants not yet checked are run, then every survivor again. It
 refuses when the mutated modules changed since the copy. The report lists each
 run in its history (``history.txt`` in the copy).
+
+``--modules A,B --keep mutation`` mutates only A and B and takes every other
+module's counts and survivors from bench/results/mutation.json, each module's
+row dated by the run that checked it: for a rerun of what changed since.
 """
 
 from __future__ import annotations
@@ -171,7 +175,21 @@ def killed_share(counts: Counter) -> tuple[int, int]:
     return counts["killed"] + counts["timeout"], sum(counts.values()) - counts["not checked"]
 
 
-def report(workdir: Path, modules: list[str], out: str) -> None:
+def kept_part(previous: dict, modules: list[str], notes: dict) -> tuple[dict, list[dict]]:
+    """The counts and survivors of an earlier result's modules that this run left out."""
+    date = previous["machine"]["date"]
+    counts = {m: Counter(c) for m, c in previous["counts"].items() if m not in modules}
+    rows = [
+        dict(row, why=notes.get(row["mutant"], row["why"]), run=date)
+        for row in previous["survivors"]
+        if module_of(row["mutant"]) in counts
+    ]
+    return counts, rows
+
+
+def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None) -> None:
+    """Write the result; with ``keep`` (an earlier result), the modules this run did not
+    mutate come from it, each marked with the date of the run that checked it."""
     timing = workdir / "seconds.txt"
     seconds = float(timing.read_text()) if timing.exists() else None
     history_file = workdir / "history.txt"
@@ -180,10 +198,20 @@ def report(workdir: Path, modules: list[str], out: str) -> None:
     if not found:
         raise SystemExit(f"no mutmut results in {workdir}; run without --report-only first")
     notes = json.loads(NOTES.read_text()) if NOTES.exists() else {}
+    host = machine()
     by_module: dict[str, Counter] = {m: Counter() for m in modules}
     for name, status in found.items():
         by_module[module_of(name)][status] += 1
-    total = Counter(found.values())
+    run_of = dict.fromkeys(modules, host["date"])
+    kept_rows: list[dict] = []
+    if keep:
+        kept, kept_rows = kept_part(keep, modules, notes)
+        by_module.update(kept)
+        run_of.update(dict.fromkeys(kept, keep["machine"]["date"]))
+        history += [
+            f"{keep['machine']['date']} (kept: {', '.join(kept)}) {h}" for h in keep["history"]
+        ]
+    total = sum(by_module.values(), Counter())
     killed, checked = killed_share(total)
     score = killed / checked if checked else 0.0
     survivors = sorted(n for n, s in found.items() if s in ("survived", "no tests", "suspicious"))
@@ -196,11 +224,12 @@ def report(workdir: Path, modules: list[str], out: str) -> None:
                 "function": function_of(name),
                 "diff": diff(workdir, name),
                 "why": notes.get(name, "unexplained"),
+                "run": host["date"],
             }
         )
+    rows = sorted(rows + kept_rows, key=lambda r: r["mutant"])
     kinds = ["killed", "timeout", "survived", "no tests", "suspicious", "not checked"]
     since = sum(r["why"].startswith("Killed since") for r in rows)
-    host = machine()
     lines = [
         "# Mutation testing: codec core and training step",
         "",
@@ -223,14 +252,16 @@ def report(workdir: Path, modules: list[str], out: str) -> None:
         else "",
         "",
         *(["History of this result:", "", *(f"- {h}" for h in history), ""] if history else []),
-        "| module | mutants | " + " | ".join(kinds) + " | killed % |",
-        "|---|---:|" + "---:|" * len(kinds) + "---:|",
+        "| module | run | mutants | " + " | ".join(kinds) + " | killed % |",
+        "|---|---|---:|" + "---:|" * len(kinds) + "---:|",
     ]
     for module, counts in by_module.items():
         dead, done = killed_share(counts)
         pct = 100 * dead / done if done else 0.0
         cells = " | ".join(str(counts[k]) for k in kinds)
-        lines.append(f"| {module} | {sum(counts.values())} | {cells} | {pct:.1f} |")
+        lines.append(
+            f"| {module} | {run_of[module]} | {sum(counts.values())} | {cells} | {pct:.1f} |"
+        )
     lines += ["", "## Survivors", ""]
     for row in rows:
         lines.append(f"- `{row['mutant']}` ({row['status']}): {row['why']}")
@@ -240,7 +271,8 @@ def report(workdir: Path, modules: list[str], out: str) -> None:
         "machine": host,
         "seconds": seconds,
         "history": history,
-        "modules": modules,
+        "modules": list(by_module),
+        "runs": run_of,
         "counts": {m: dict(c) for m, c in by_module.items()},
         "killed": killed,
         "checked": checked,
@@ -267,6 +299,11 @@ def main() -> None:
         "--modules", default=",".join(MODULES), help="comma-separated modules to mutate"
     )
     parser.add_argument("--out", default="mutation", help="name of the result files")
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="take the modules not in --modules from bench/results/NAME.json (an earlier run)",
+    )
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     modules = [m for m in args.modules.split(",") if m]
@@ -286,7 +323,12 @@ def main() -> None:
         prepare(workdir, modules)
         run_mutmut(workdir, args.jobs, [])
         log(workdir, "run")
-    report(workdir, modules, args.out)
+    keep = (
+        json.loads((ROOT / "bench" / "results" / f"{args.keep}.json").read_text())
+        if args.keep
+        else None
+    )
+    report(workdir, modules, args.out, keep)
 
 
 if __name__ == "__main__":
