@@ -79,6 +79,13 @@ def test_encode_reports_progress_in_tiles(codec):
     assert tiles == 3 and seen and seen[-1] == (tiles, tiles)
 
 
+def test_encode_16k_reports_progress_in_tiles_too(codec):
+    seen = []
+    wave = torch.from_numpy(synth(16000 * 9, 16000)[:, 0])
+    codec.encode_16k(wave, 16000, wave.numel(), progress=lambda *a: seen.append(a))
+    assert seen and seen[-1] == (3, 3)
+
+
 def test_decode_reports_the_networks_then_griffin_lim(codec):
     data = codec.encode(synth(16000 * 6, 16000)[:, 0], 16000)
     seen = []

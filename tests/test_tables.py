@@ -119,6 +119,8 @@ def test_fit_table_command_adds_both_tables_and_encode_uses_the_context_table(
     assert lines[1].startswith("context table fitted on 4 tiles")
     model = load_model(out)
     assert set(model.probability) == {"static_bernoulli", "checkerboard_mix"}
+    # The card keeps what each fit measured, the first fit's beside the second's.
+    assert set(model.card["probability"]) == {"static_bernoulli", "checkerboard_mix"}
     assert Codec(model).prob.id == 4
     code, _, err = run_cli("fit-table", tiny_model_path, "--data", tmp_path / "none")
     assert_one_line_error(code, err, "does not exist")
