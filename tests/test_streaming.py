@@ -130,6 +130,11 @@ def test_encoding_in_blocks_is_encoding_the_array(codec, monkeypatch):
     assert seen == [(2, 6), (4, 6), (6, 6)]
 
 
+def test_encoding_no_blocks_is_refused_by_name(codec):
+    with pytest.raises(AudioError, match=r"^expected a non-empty waveform, not 0 samples$"):
+        codec.encode_blocks(iter([]), 16000, 0)
+
+
 def test_a_file_encodes_to_the_bytes_of_its_samples(codec, tmp_path, monkeypatch):
     # What the CLI reads in blocks and what the API gets as one array: the same file.
     monkeypatch.setattr(audio, "READ_FRAMES", 4000)
