@@ -14,6 +14,7 @@ import torch
 from conftest import synth
 
 from melcodec import bitstream, entropy, frontend, griffinlim, limits
+from melcodec import codec as codec_module
 from melcodec.codec import Codec, DecodeOptions
 from melcodec.mel import MEL
 
@@ -84,6 +85,13 @@ def test_encode_16k_reports_progress_in_tiles_too(codec):
     wave = torch.from_numpy(synth(16000 * 9, 16000)[:, 0])
     codec.encode_16k(wave, 16000, wave.numel(), progress=lambda *a: seen.append(a))
     assert seen and seen[-1] == (3, 3)
+
+
+def test_tile_bits_reports_progress_per_network_batch(codec, monkeypatch):
+    monkeypatch.setattr(codec_module, "NETWORK_BATCH", 2)
+    seen = []
+    bits = codec.tile_bits(torch.rand(5, 256, 256), progress=lambda *a: seen.append(a))
+    assert bits.shape[0] == 5 and seen == [(2, 5), (4, 5), (5, 5)]
 
 
 def test_decode_reports_the_networks_then_griffin_lim(codec):
