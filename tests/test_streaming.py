@@ -78,12 +78,23 @@ def test_limiting_in_pieces_is_limiting_the_whole(monkeypatch):
     assert stream.report() == report
 
 
-def test_analysis_in_groups_is_the_whole_signal_analysed(monkeypatch):
+# A cut where a group's own samples are in but half its tail into the next tile is not.
+_SHORT_OF_TAIL = 2 * frontend.TILE_HOP + frontend.TILE_TAIL // 2
+
+
+@pytest.mark.parametrize("cuts", ["random", "short of a tail"])
+def test_analysis_in_groups_is_the_whole_signal_analysed(monkeypatch, cuts):
     wave = torch.from_numpy(synth(16000 * 20, 16000, seed=7)[:, 0])  # 5 tiles
     whole = frontend.analyse(wave)  # one group
+    # Float64 input is analysed in float32, as the encoder's resampler hands it.
+    assert torch.equal(frontend.analyse(wave.double()).scaled, whole.scaled)
     monkeypatch.setattr(frontend, "GROUP_TILES", 2)
+    assert frontend.Cutter().finish() == []  # no samples, no tile
     cutter = frontend.Cutter()
-    groups = [g for a, b in _pieces(wave.numel(), seed=8) for g in cutter.push(wave[a:b])]
+    pieces = _pieces(wave.numel(), seed=8)
+    if cuts != "random":
+        pieces = [(0, _SHORT_OF_TAIL), (_SHORT_OF_TAIL, wave.numel())]
+    groups = [g for a, b in pieces for g in cutter.push(wave[a:b])]
     groups += cutter.finish()
     assert [g.first for g in groups] == [0, 2, 4]
     scaled = torch.cat([g.analysis.scaled for g in groups])
