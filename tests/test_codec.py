@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import synth
 
-from melcodec import bitstream, entropy, frontend, griffinlim, limits
+from melcodec import audio, bitstream, entropy, frontend, griffinlim, limits
 from melcodec import codec as codec_module
 from melcodec.codec import Codec, DecodeOptions
 from melcodec.mel import MEL
@@ -122,6 +122,28 @@ def test_decode_to_another_rate(codec):
     out, rate = codec.decode(data, DecodeOptions(gl_iters=1, sample_rate=22050))
     assert rate == 22050
     assert out.shape == (limits.resampled_length(n, 16000, 22050),)
+    # The 16 kHz decode, resampled: the same audio at the asked rate.
+    at_16k, _ = codec.decode(data, DecodeOptions(gl_iters=1))
+    expected = audio.fit_length(audio.resample(at_16k, 16000, 22050), out.numel())
+    assert (out - expected).abs().max() < 1e-4 * expected.abs().max()
+
+
+def test_the_decoders_frames_are_the_frames_asked_for(codec, monkeypatch):
+    data = codec.encode(synth(16000 * 13, 16000)[:, 0], 16000)  # 4 tiles
+    sources = []
+
+    def recording(logmel_at, *args, **kwargs):
+        sources.append(logmel_at)
+        return synthesis_blocks(logmel_at, *args, **kwargs)
+
+    synthesis_blocks = frontend.synthesis_blocks
+    monkeypatch.setattr(frontend, "synthesis_blocks", recording)
+    codec.decode(data, FAST)
+    (logmel_at,) = sources
+    whole = logmel_at(0, 4 * 256)
+    assert whole.shape == (MEL.n_mels, 4 * 256)
+    for begin, stop in [(0, 100), (300, 600), (700, 1024), (256, 512)]:
+        assert torch.equal(logmel_at(begin, stop), whole[:, begin:stop])
 
 
 def test_encode_accepts_torch_and_channels_last(codec):

@@ -106,6 +106,17 @@ def test_analysis_in_groups_is_the_whole_signal_analysed(monkeypatch, cuts):
     assert sum(g.analysis.num_samples for g in groups) == wave.numel()
 
 
+@pytest.mark.parametrize(
+    ("sizes", "length", "expected"),
+    [([3, 4], 5, [3, 2]), ([3], 5, [3, 2]), ([2, 3], 5, [2, 3]), ([6], 5, [5]), ([5], 5, [5])],
+)
+def test_exactly_cuts_or_pads_pieces_to_a_length(sizes, length, expected):
+    pieces = list(frontend.exactly((torch.ones(n) for n in sizes), length))
+    assert [p.numel() for p in pieces] == expected  # no empty piece
+    real = min(sum(sizes), length)
+    assert torch.equal(torch.cat(pieces), torch.cat([torch.ones(real), torch.zeros(length - real)]))
+
+
 def test_griffin_lim_blocks_come_out_in_order_as_each_settles(monkeypatch):
     monkeypatch.setattr(griffinlim, "BLOCK_FRAMES", 100)
     mag = torch.rand(513, 350, generator=torch.Generator().manual_seed(9))
