@@ -376,6 +376,8 @@ def test_bad_tables_and_ids_rejected():
     for tables in (None, {}, {"other": 1}):
         with pytest.raises(ModelError, match="^this model file has no static-bernoulli"):
             entropy.probability_model(1, tables)
+        with pytest.raises(ModelError, match="^this model file has no checkerboard-mix "):
+            entropy.probability_model(4, tables)
     with pytest.raises(FormatError, match="^unknown probability model id 99$"):
         entropy.probability_model(99, None)
     with pytest.raises(FormatError):

@@ -434,15 +434,23 @@ def test_same_name_other_weights_refused_by_hash(tmp_path, other_loaded, encoded
         Codec(loaded).decode(encoded_3_tiles, FAST)
 
 
-@pytest.mark.parametrize("field", ["hop_length", "n_mels", "f_max", "log_eps"])
-def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field):
+@pytest.mark.parametrize(
+    ("field", "refusal"),
+    [
+        ("hop_length", "invalid header"),
+        ("n_mels", "^file uses mel parameters this version cannot decode$"),
+        ("f_max", "invalid header"),
+        ("log_eps", "^file uses mel parameters this version cannot decode$"),
+    ],
+)
+def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field, refusal):
     reader = _reader(encoded_3_tiles)
     header = reader.header
     value = getattr(header, field)
     changed = dataclasses.replace(header, **{field: type(value)(value * 2)})
     chunks = [reader.chunk(i) for i in range(len(reader))]
     # Refused by the container's own checks (hop, f_max) or by the codec's (n_mels, eps).
-    with pytest.raises(FormatError, match="mel parameters|invalid header"):
+    with pytest.raises(FormatError, match=refusal):
         codec.decode(bitstream.pack_unchecked(changed, chunks))
 
 
