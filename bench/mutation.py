@@ -177,10 +177,9 @@ def killed_share(counts: Counter) -> tuple[int, int]:
 
 def kept_part(previous: dict, modules: list[str], notes: dict) -> tuple[dict, list[dict]]:
     """The counts and survivors of an earlier result's modules that this run left out."""
-    date = previous["machine"]["date"]
     counts = {m: Counter(c) for m, c in previous["counts"].items() if m not in modules}
     rows = [
-        dict(row, why=notes.get(row["mutant"], row["why"]), run=date)
+        dict(row, why=notes.get(row["mutant"], row["why"]))
         for row in previous["survivors"]
         if module_of(row["mutant"]) in counts
     ]
@@ -207,10 +206,9 @@ def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None
     if keep:
         kept, kept_rows = kept_part(keep, modules, notes)
         by_module.update(kept)
-        run_of.update(dict.fromkeys(kept, keep["machine"]["date"]))
-        history += [
-            f"{keep['machine']['date']} (kept: {', '.join(kept)}) {h}" for h in keep["history"]
-        ]
+        # A merged result knows each module's run; an unmerged one ran them all at once.
+        run_of.update({m: keep.get("runs", {}).get(m, keep["machine"]["date"]) for m in kept})
+        history += [f"(kept: {', '.join(kept)}) {h}" for h in keep["history"]]
     total = sum(by_module.values(), Counter())
     killed, checked = killed_share(total)
     score = killed / checked if checked else 0.0
@@ -224,11 +222,10 @@ def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None
                 "function": function_of(name),
                 "diff": diff(workdir, name),
                 "why": notes.get(name, "unexplained"),
-                "run": host["date"],
             }
         )
     rows = sorted(rows + kept_rows, key=lambda r: r["mutant"])
-    kinds = ["killed", "timeout", "survived", "no tests", "suspicious", "not checked"]
+    kinds = ["killed", "timeout", "survived", "no tests", "suspicious", "crashed", "not checked"]
     since = sum(r["why"].startswith("Killed since") for r in rows)
     lines = [
         "# Mutation testing: codec core and training step",
