@@ -496,7 +496,12 @@ def train(
     "static-bernoulli (id 1), checkerboard-mix (id 4), or both.",
     "which",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: in place.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Default: in place (not for a model its folder's SHA256SUMS lists).",
+)
 def fit_table(model: Path, data_: str, clips: int, which: str, out: Path | None) -> None:
     """Fit MODEL's probability tables on training audio (every clips-th clip of it)."""
     from . import data, zoo
