@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import ROOT, machine, save
+from common import RESULTS, ROOT, machine, save
 
 MODULES = [
     "bitstream",
@@ -175,15 +175,28 @@ def killed_share(counts: Counter) -> tuple[int, int]:
     return counts["killed"] + counts["timeout"], sum(counts.values()) - counts["not checked"]
 
 
-def kept_part(previous: dict, modules: list[str], notes: dict) -> tuple[dict, list[dict]]:
-    """The counts and survivors of an earlier result's modules that this run left out."""
+def kept_part(
+    previous: dict, modules: list[str], notes: dict
+) -> tuple[dict, list[dict], list[dict]]:
+    """The counts, survivors and run histories of an earlier result's modules that this
+    run left out. A merged result's histories stay with the modules they checked, so a
+    module mutated again takes its old history with it."""
     counts = {m: Counter(c) for m, c in previous["counts"].items() if m not in modules}
     rows = [
         dict(row, why=notes.get(row["mutant"], row["why"]))
         for row in previous["survivors"]
         if module_of(row["mutant"]) in counts
     ]
-    return counts, rows
+    earlier = previous.get("kept_history", [])
+    merged_in = {m for entry in earlier for m in entry["modules"]}
+    own = [m for m in previous["counts"] if m not in merged_in]
+    runs = [*earlier, {"modules": own, "lines": previous.get("run_history", previous["history"])}]
+    histories = [
+        {"modules": kept, "lines": entry["lines"]}
+        for entry in runs
+        if (kept := [m for m in entry["modules"] if m in counts])
+    ]
+    return counts, rows, histories
 
 
 def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None) -> None:
@@ -192,7 +205,7 @@ def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None
     timing = workdir / "seconds.txt"
     seconds = float(timing.read_text()) if timing.exists() else None
     history_file = workdir / "history.txt"
-    history = history_file.read_text().splitlines() if history_file.exists() else []
+    run_history = history_file.read_text().splitlines() if history_file.exists() else []
     found = statuses(workdir, modules)
     if not found:
         raise SystemExit(f"no mutmut results in {workdir}; run without --report-only first")
@@ -203,12 +216,17 @@ def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None
         by_module[module_of(name)][status] += 1
     run_of = dict.fromkeys(modules, host["date"])
     kept_rows: list[dict] = []
+    kept_history: list[dict] = []
     if keep:
-        kept, kept_rows = kept_part(keep, modules, notes)
+        kept, kept_rows, kept_history = kept_part(keep, modules, notes)
         by_module.update(kept)
         # A merged result knows each module's run; an unmerged one ran them all at once.
         run_of.update({m: keep.get("runs", {}).get(m, keep["machine"]["date"]) for m in kept})
-        history += [f"(kept: {', '.join(kept)}) {h}" for h in keep["history"]]
+    history = run_history + [
+        f"(kept: {', '.join(entry['modules'])}) {line}"
+        for entry in kept_history
+        for line in entry["lines"]
+    ]
     total = sum(by_module.values(), Counter())
     killed, checked = killed_share(total)
     score = killed / checked if checked else 0.0
@@ -268,6 +286,8 @@ def report(workdir: Path, modules: list[str], out: str, keep: dict | None = None
         "machine": host,
         "seconds": seconds,
         "history": history,
+        "run_history": run_history,
+        "kept_history": kept_history,
         "modules": list(by_module),
         "runs": run_of,
         "counts": {m: dict(c) for m, c in by_module.items()},
@@ -304,6 +324,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     modules = [m for m in args.modules.split(",") if m]
+    # Read before a run of an hour or more, so that a wrong name fails at once.
+    keep = json.loads((RESULTS / f"{args.keep}.json").read_text()) if args.keep else None
     if args.resume:
         refresh_tests(workdir, modules)
         unchecked = sum(s == "not checked" for s in statuses(workdir, modules).values())
@@ -320,11 +342,6 @@ def main() -> None:
         prepare(workdir, modules)
         run_mutmut(workdir, args.jobs, [])
         log(workdir, "run")
-    keep = (
-        json.loads((ROOT / "bench" / "results" / f"{args.keep}.json").read_text())
-        if args.keep
-        else None
-    )
     report(workdir, modules, args.out, keep)
 
 
