@@ -520,6 +520,16 @@ def test_griffinlim_long_input_in_blocks(monkeypatch):
     assert torch.equal(a, griffinlim.griffin_lim(mag, n, n_iter=1, seed=0, start="random"))
 
 
+def test_griffinlim_defaults_are_the_decoders():
+    # A direct API caller gets what `decode` does by default: 16 iterations at
+    # momentum 0.99 (melcodec.defaults), not a setting of its own.
+    mag = _stft(torch.from_numpy(synth(4000, 16000)[:, 0])).abs()
+    plain = griffinlim.griffin_lim(mag, 4000)
+    assert torch.equal(plain, griffinlim.griffin_lim(mag, 4000, 16, 0.99))
+    assert not torch.equal(plain, griffinlim.griffin_lim(mag, 4000, 15, 0.99))
+    assert not torch.equal(plain, griffinlim.griffin_lim(mag, 4000, 16, 0.98))
+
+
 def test_griffinlim_seeded():
     mag = _stft(torch.from_numpy(synth(8000, 16000)[:, 0])).abs()
     a = griffinlim.griffin_lim(mag, 8000, n_iter=2, seed=3, start="random")

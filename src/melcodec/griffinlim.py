@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .audio import fit_length
+from .defaults import DEFAULT_GL_ITERS, DEFAULT_GL_MOMENTUM
 from .mel import MEL, MelConfig
 from .pghi import phase_start
 
@@ -40,8 +41,8 @@ def griffin_lim(mag: torch.Tensor, num_samples: int, *args: Any, **kwargs: Any) 
 def blocks(
     mag_at: Callable[[int, int], torch.Tensor],
     frames: int,
-    n_iter: int = 32,
-    momentum: float = 0.99,
+    n_iter: int = DEFAULT_GL_ITERS,
+    momentum: float = DEFAULT_GL_MOMENTUM,
     seed: int = 0,
     cfg: MelConfig = MEL,
     progress: Callable[[int, int], None] | None = None,
@@ -61,26 +62,24 @@ def blocks(
             progress(frames, frames)
         yield wave
         return
-    total = frames * hop + cfg.n_fft + 2 * _EDGE * hop
     carried = None
     held = torch.zeros(0)  # the previous block's samples from this block's start on
     begin = 0
     while True:
         stop = min(begin + BLOCK_FRAMES, frames)
         wave, angles = _run(mag_at(begin, stop), carried, n_iter, momentum, gen, cfg, start)
-        seg = wave[: total - begin * hop]
         fade = OVERLAP_FRAMES * hop if begin else 0
         if fade:
             ramp = torch.linspace(0, 1, fade, dtype=wave.dtype)
-            seg[:fade] = held[:fade] * (1 - ramp) + wave[:fade] * ramp
+            wave[:fade] = held[:fade] * (1 - ramp) + wave[:fade] * ramp
         if progress:
             progress(stop, frames)
         if stop == frames:
-            yield seg
+            yield wave
             return
         next_begin = stop - OVERLAP_FRAMES
-        yield seg[: (next_begin - begin) * hop]
-        held = seg[(next_begin - begin) * hop :]
+        yield wave[: (next_begin - begin) * hop]
+        held = wave[(next_begin - begin) * hop :]
         begin = next_begin
         carried = angles[:, -OVERLAP_FRAMES:]
 
