@@ -79,6 +79,25 @@ def test_octave_noise_spans_the_unit_interval_with_energy_at_coarse_scales():
     assert _coarse_share(x) > 0.3
 
 
+def _tilt(x: torch.Tensor) -> torch.Tensor:
+    """log10 of each image's step energy down the rows over that along the columns."""
+    rows = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean(dim=(1, 2, 3))
+    cols = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean(dim=(1, 2, 3))
+    return (rows / cols).log10()
+
+
+def test_aniso_noise_has_streaks_both_ways_and_octaves_none():
+    x = data.NoiseImages(0, 0, CPU, "aniso").batch(0, 0, 16, 128)
+    flat = x.flatten(1)
+    assert torch.allclose(flat.min(1).values, torch.zeros(16))
+    assert torch.allclose(flat.max(1).values, torch.ones(16))
+    assert _coarse_share(x) > 0.2
+    tilt = _tilt(x)
+    # Ten times more change one way than the other, in both orientations.
+    assert tilt.max() > 1 and tilt.min() < -1
+    assert _tilt(data.NoiseImages(0, 0, CPU, "octaves").batch(0, 0, 16, 128)).abs().max() < 0.05
+
+
 def test_unknown_noise_kind_is_refused():
     with pytest.raises(ValueError, match="noise kind"):
         data.NoiseImages(0, 0, CPU, "pink")
@@ -102,6 +121,8 @@ PINNED_SET = {
     ("uniform", 1): [0.915048, 0.554229, 0.554229, 0.554229],
     ("octaves", 0): [0.586789, 0.586789, 0.28197, 0.979974],
     ("octaves", 1): [0.556801, 0.186526, 0.186526, 0.186526],
+    ("aniso", 0): [0.264088, 0.264088, 0.340292, 0.471955],
+    ("aniso", 1): [0.65, 0.42338, 0.42338, 0.42338],
 }
 
 

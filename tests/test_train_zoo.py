@@ -47,7 +47,7 @@ def test_train_zoo_trains_then_skips(tmp_path, make_audio):
     card = saved["card"]
     assert saved["recipe"]["revive_every"] == 7  # passed on to melcodec train
     assert card["name"] == "mse-noise" and card["loss"] == "mse" and card["steps"] == 2
-    assert card["recipe"] == "cpu" and card["noise"] == "octaves"
+    assert card["recipe"] == "cpu" and card["noise"] == "aniso"
     again = _run(tmp_path, *args)
     assert again.returncode == 0 and "finished" in again.stdout
     status = _run(tmp_path, "status")
@@ -71,6 +71,16 @@ def test_train_zoo_trains_then_skips(tmp_path, make_audio):
     again = zoo.load_model(path)
     assert again.sha256 != model.sha256
     assert [e["sha256"] for e in again.card["earlier_files"]] == [model.sha256.hex()]
+
+
+def test_train_zoo_takes_a_named_recipe(tmp_path, make_audio):
+    # How a card rebuilds a model of an earlier recipe (the noise models of cpu-octaves).
+    val = make_audio("val/one.wav", seconds=4.3, root=tmp_path).parent
+    args = ["train", "--only", "mse-noise", "--recipe", "cpu-octaves", "--steps", "1"]
+    done = _run(tmp_path, *args, "--device", "cpu", "--val-data", str(val))
+    assert done.returncode == 0, done.stderr
+    card = torch.load(tmp_path / "zoo" / "mse-noise" / "model.pt", weights_only=True)["card"]
+    assert card["recipe"] == "cpu-octaves" and card["noise"] == "octaves"
 
 
 def test_train_zoo_refuses_unknown_models(tmp_path):

@@ -448,7 +448,8 @@ def _model_line(name: str, card: dict, sha256: bytes) -> str:
 @click.option(
     "--noise",
     type=click.Choice(NOISE_KINDS),
-    help="With --data noise: i.i.d. pixels (the paper) or noise at every scale [recipe].",
+    help="With --data noise: i.i.d. pixels (the paper), noise at every scale, or at every "
+    "scale with streaks both ways (aniso) [recipe].",
 )
 @click.option(
     "--revive-every",

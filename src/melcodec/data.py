@@ -62,11 +62,13 @@ class NoiseImages:
             if self.kind == "uniform":
                 out[row] = torch.rand(1, crop, crop, generator=gen, device=self.device)
             else:
-                out[row] = octave_noise(crop, gen, self.device)
+                out[row] = octave_noise(crop, gen, self.device, self.kind == "aniso")
         return out
 
 
-def octave_noise(crop: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+def octave_noise(
+    crop: int, gen: torch.Generator, device: torch.device, aniso: bool = False
+) -> torch.Tensor:
     """Uniform noise at every scale from 1 to 32 pixels, randomly weighted, in [0, 1].
 
     i.i.d. pixels put all of an image's energy at the finest scale, where music
@@ -74,12 +76,22 @@ def octave_noise(crop: int, gen: torch.Generator, device: torch.device) -> torch
     U[0, 1] noise drawn at 1/2^k of the size and bilinearly upsampled; the
     weights are U[0, 1] per image, and the sum is min/max scaled as the codec
     scales a tile.
+
+    ``aniso``: octave k is drawn at 1/2^k of the size along one axis (which one
+    at random) and at a random octave of the six along the other, so images
+    hold streaks in both directions as well as blobs. Isotropic octave noise has
+    none, while a spectrogram's partials run along time and its onsets across
+    the bands. The two axes are treated alike: nothing here is fitted to music.
     """
     total = torch.zeros(1, 1, crop, crop, device=device)
     for k in range(6):
-        side = crop >> k
-        u = torch.rand(1, 1, side, side, generator=gen, device=device) - 0.5
-        if k:
+        rows = cols = k
+        if aniso:
+            other = int(torch.randint(0, 6, (), generator=gen, device=device))
+            flip = bool(torch.rand((), generator=gen, device=device) < 0.5)
+            rows, cols = (other, k) if flip else (k, other)
+        u = torch.rand(1, 1, crop >> rows, crop >> cols, generator=gen, device=device) - 0.5
+        if rows or cols:
             u = torch.nn.functional.interpolate(u, size=(crop, crop), mode="bilinear")
         total += torch.rand((), generator=gen, device=device) * u
     lo, hi = total.min(), total.max()

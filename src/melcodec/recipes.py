@@ -24,7 +24,8 @@ class Recipe:
     schedule: str = "constant"
     # Size of the fixed noise set (the paper's 5,440 = 425 steps x 64 / 5 epochs); 0 = fresh.
     noise_images: int = 5440
-    # "uniform": i.i.d. U[0, 1] pixels as in the paper; "octaves": data.octave_noise.
+    # "uniform": i.i.d. U[0, 1] pixels as in the paper; "octaves": data.octave_noise;
+    # "aniso": the same with each octave stretched along one axis (aniso=True).
     noise: str = "uniform"
     # Revive dead latent channels every this many steps (revive.py); 0 = never.
     revive_every: int = 0
@@ -52,6 +53,8 @@ _CPU_UNIFORM = replace(
     _CPU_V1, name="cpu-uniform", arch=ArchConfig(final_norm=False, quantiser="ste")
 )
 
+_CPU_OCTAVES = replace(_CPU_UNIFORM, name="cpu-octaves", noise="octaves", revive_every=100)
+
 RECIPES = {
     "paper": Recipe(name="paper"),
     # The shipped default model's recipe: no BatchNorm before the encoder's Tanh
@@ -64,15 +67,20 @@ RECIPES = {
     # cpu-uniform on noise with energy at every scale instead of i.i.d. pixels: the
     # change that makes noise-trained models transfer to music (docs/training.md).
     # Dead latent channels revived every 100 steps (revive.py): MSE on music left
-    # 25-28 of 128 channels constant without it; a no-op where none dies.
-    "cpu": replace(_CPU_UNIFORM, name="cpu", noise="octaves", revive_every=100),
+    # 25-28 of 128 channels constant without it; a no-op where none dies. `cpu`
+    # until 2026-12-07: the noise models shipped before then were trained on it.
+    "cpu-octaves": _CPU_OCTAVES,
+    # cpu-octaves with streaks both ways in the noise (data.octave_noise, aniso):
+    # NLPD on it led octave noise by 0.013-0.022 MS-SSIM on music at steps 250-500 of
+    # 2,000 (docs/training.md).
+    "cpu": replace(_CPU_OCTAVES, name="cpu", noise="aniso"),
     # `cpu` at the paper's batch and crop, for a GPU: 1,500 steps take 55-75 s on
     # one H100 (37-50 ms per step), so the six zoo models fit one 10-minute call;
     # 32x the pixels of 1,500 `cpu` steps.
     "gpu": replace(
         _CPU_UNIFORM,
         name="gpu",
-        noise="octaves",
+        noise="aniso",
         batch_size=64,
         crop=256,
         steps=1500,
@@ -80,6 +88,6 @@ RECIPES = {
     ),
 }
 DEFAULT_RECIPE = "cpu"
-# Kinds of training noise (data.NoiseImages): i.i.d. pixels as in the paper, or
-# energy at every scale.
-NOISE_KINDS = ("uniform", "octaves")
+# Kinds of training noise (data.NoiseImages): i.i.d. pixels as in the paper,
+# energy at every scale, or that with streaks both ways.
+NOISE_KINDS = ("uniform", "octaves", "aniso")
