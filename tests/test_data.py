@@ -98,6 +98,19 @@ def test_aniso_noise_has_streaks_both_ways_and_octaves_none():
     assert _tilt(data.NoiseImages(0, 0, CPU, "octaves").batch(0, 0, 16, 128)).abs().max() < 0.05
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_aniso_noise_on_a_gpu_never_waits_for_it():
+    # The octaves' shapes come from a CPU generator: reading device draws would
+    # stall every training step 6 times an image.
+    source = data.NoiseImages(0, 0, torch.device("cuda"), "aniso")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x = source.batch(0, 0, 4, 64)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.shape == (4, 1, 64, 64) and x.device.type == "cuda"
+
+
 def test_unknown_noise_kind_is_refused():
     with pytest.raises(ValueError, match="noise kind"):
         data.NoiseImages(0, 0, CPU, "pink")

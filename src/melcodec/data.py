@@ -84,11 +84,14 @@ def octave_noise(
     the bands. The two axes are treated alike: nothing here is fitted to music.
     """
     total = torch.zeros(1, 1, crop, crop, device=device)
+    # The shapes must be known on the host: on a GPU they come from a CPU
+    # generator of the same seed, as reading device draws would sync every octave.
+    picker = gen if gen.device.type == "cpu" else torch.Generator().manual_seed(gen.initial_seed())
     for k in range(6):
         rows = cols = k
         if aniso:
-            other = int(torch.randint(0, 6, (), generator=gen, device=device))
-            flip = bool(torch.rand((), generator=gen, device=device) < 0.5)
+            other = int(torch.randint(0, 6, (), generator=picker))
+            flip = bool(torch.rand((), generator=picker) < 0.5)
             rows, cols = (other, k) if flip else (k, other)
         u = torch.rand(1, 1, crop >> rows, crop >> cols, generator=gen, device=device) - 0.5
         if rows or cols:
