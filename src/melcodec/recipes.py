@@ -54,6 +54,7 @@ _CPU_UNIFORM = replace(
 )
 
 _CPU_OCTAVES = replace(_CPU_UNIFORM, name="cpu-octaves", noise="octaves", revive_every=100)
+_CPU = replace(_CPU_OCTAVES, name="cpu", noise="aniso")
 
 RECIPES = {
     "paper": Recipe(name="paper"),
@@ -73,19 +74,11 @@ RECIPES = {
     # cpu-octaves with streaks both ways in the noise (data.octave_noise, aniso):
     # NLPD on it led octave noise by 0.013-0.022 MS-SSIM on music at steps 250-500 of
     # 2,000 (docs/training.md).
-    "cpu": replace(_CPU_OCTAVES, name="cpu", noise="aniso"),
+    "cpu": _CPU,
     # `cpu` at the paper's batch and crop, for a GPU: 1,500 steps take 55-75 s on
     # one H100 (37-50 ms per step), so the six zoo models fit one 10-minute call;
     # 32x the pixels of 1,500 `cpu` steps.
-    "gpu": replace(
-        _CPU_UNIFORM,
-        name="gpu",
-        noise="aniso",
-        batch_size=64,
-        crop=256,
-        steps=1500,
-        revive_every=100,
-    ),
+    "gpu": replace(_CPU, name="gpu", batch_size=64, crop=256, steps=1500),
 }
 DEFAULT_RECIPE = "cpu"
 # Kinds of training noise (data.NoiseImages): i.i.d. pixels as in the paper,
