@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from melcodec import bitstream, entropy, frontend, zoo
 from melcodec.cli import cli
 from melcodec.codec import Codec
+from melcodec.melconfig import MEL, TILE_FRAMES
 from melcodec.model import ArchConfig, Autoencoder
 
 TESTS = Path(__file__).resolve().parent
@@ -67,14 +68,8 @@ def make_header(tiles: int, name: str = "tiny-ünïcode", **changes) -> bitstrea
         model_name=name,
         model_sha256=bytes(range(32)),
         prob_model_id=1,
-        sample_rate=16000,
-        n_fft=1024,
-        hop_length=260,
-        n_mels=256,
-        tile_frames=256,
-        f_min=0.0,
-        f_max=8000.0,
-        log_eps=0.001,
+        **MEL.to_dict(),
+        tile_frames=TILE_FRAMES,
         source_sample_rate=44100,
         source_num_samples=num_samples * 441 // 160,
         num_samples=num_samples,

@@ -159,6 +159,7 @@ def test_writer_refuses_what_the_reader_refuses(changes, message):
         ({"sample_rate": 0}, "a zero rate or size"),
         ({"n_fft": 0}, "a zero rate or size"),
         ({"hop_length": 0}, "a zero rate or size"),
+        ({"n_mels": 0}, "a zero rate or size"),
         ({"tile_frames": 0}, "a zero rate or size"),
         ({"log_eps": 0.0}, "mel range 0.0-8000.0 Hz or log epsilon 0.0"),
         ({"log_eps": -1.0}, "mel range 0.0-8000.0 Hz or log epsilon -1.0"),
@@ -434,22 +435,33 @@ def test_same_name_other_weights_refused_by_hash(tmp_path, other_loaded, encoded
         Codec(loaded).decode(encoded_3_tiles, FAST)
 
 
-@pytest.mark.parametrize(
-    ("field", "refusal"),
-    [
-        ("hop_length", "invalid header"),
-        ("n_mels", "^file uses mel parameters this version cannot decode$"),
-        ("f_max", "invalid header"),
-        ("log_eps", "^file uses mel parameters this version cannot decode$"),
-    ],
-)
+_OTHER_ANALYSIS = "^file uses mel parameters this version cannot decode$"
+# Each front-end field doubled (f_min: set to 1 Hz), and who refuses it: the
+# container's own checks, where the fields no longer agree, or the codec's.
+_FRONT_END_REFUSALS = {
+    "sample_rate": "source length and mel-rate length disagree",
+    "n_fft": _OTHER_ANALYSIS,
+    "hop_length": "invalid header: 3 tiles",
+    "n_mels": _OTHER_ANALYSIS,
+    "tile_frames": "invalid header: 3 tiles",
+    "f_min": _OTHER_ANALYSIS,
+    "f_max": "invalid header: mel range",
+    "log_eps": _OTHER_ANALYSIS,
+}
+
+
+def test_the_refusal_table_covers_the_front_end():
+    assert list(_FRONT_END_REFUSALS) == [f.name for f in bitstream.FRONT_END]
+
+
+@pytest.mark.parametrize(("field", "refusal"), _FRONT_END_REFUSALS.items())
 def test_other_mel_parameters_are_refused(codec, encoded_3_tiles, field, refusal):
+    # A file of another analysis or tile size, read with ours, is wrong audio.
     reader = _reader(encoded_3_tiles)
     header = reader.header
     value = getattr(header, field)
-    changed = dataclasses.replace(header, **{field: type(value)(value * 2)})
+    changed = dataclasses.replace(header, **{field: type(value)(value * 2 or 1)})
     chunks = [reader.chunk(i) for i in range(len(reader))]
-    # Refused by the container's own checks (hop, f_max) or by the codec's (n_mels, eps).
     with pytest.raises(FormatError, match=refusal):
         codec.decode(bitstream.pack_unchecked(changed, chunks))
 

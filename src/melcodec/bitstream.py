@@ -49,7 +49,9 @@ class Field:
     since: int = 1  # first major version that has it
 
 
-FIELDS: tuple[Field, ...] = (
+# The front end the stream was made with: a decoder refuses any but its own
+# (Codec.open compares front_end() of the file's header and its own).
+FRONT_END: tuple[Field, ...] = (
     Field("sample_rate", "I", "mel sample rate in Hz (16000)"),
     Field("n_fft", "H", "n_fft (1024; the Hann window has the same length)"),
     Field("hop_length", "H", "hop length (260)"),
@@ -58,13 +60,15 @@ FIELDS: tuple[Field, ...] = (
     Field("f_min", "f", "f_min in Hz (0)"),
     Field("f_max", "f", "f_max in Hz (8000)"),
     Field("log_eps", "f", "log epsilon (0.001): the spectrogram is `log(mel + eps)`"),
+)
+# The input, so that decode can give back its rate and length.
+SOURCE: tuple[Field, ...] = (
     Field("source_sample_rate", "I", "source sample rate in Hz (the input file's rate)"),
     Field("source_num_samples", "Q", "source length in samples, at the source rate"),
-    Field(
-        "num_samples",
-        "Q",
-        "length in samples at the mel sample rate (what a 16 kHz decode returns)",
-    ),
+    Field("num_samples", "Q", "length in samples at the mel rate (what a 16 kHz decode gives)"),
+)
+# The coded stream: its tiles, their probability model, the model that made them.
+STREAM: tuple[Field, ...] = (
     Field("num_tiles", "I", "number of tiles N"),
     Field("prob_model_id", "H", "probability model id (table below)"),
     Field("model_sha256", "32s", "SHA-256 of the model file that made the stream"),
@@ -75,6 +79,7 @@ FIELDS: tuple[Field, ...] = (
         since=2,
     ),
 )
+FIELDS = FRONT_END + SOURCE + STREAM
 _PY_TYPES = {"f": float, "32s": bytes}
 
 # The Header type follows FIELDS: the model name first, then the fields in file
@@ -110,6 +115,13 @@ class Chunk:
     coding: int
     payload: bytes
     levels: bytes = b""
+
+
+def front_end(header: Header) -> tuple:
+    """A header's front-end values, floats as the f32 they are stored as: two headers
+    with equal tuples were made with the same mel analysis and tile size."""
+    layout = "<" + "".join(f.code for f in FRONT_END)
+    return struct.unpack(layout, struct.pack(layout, *(getattr(header, f.name) for f in FRONT_END)))
 
 
 def header_size(header: Header) -> int:
@@ -148,7 +160,7 @@ def validate(header: Header, max_seconds: float = limits.MAX_SECONDS) -> None:
                 raise bad(f"{f.name} {value!r} does not fit a {_TYPES[f.code]}")
         elif f.code == "f" and not math.isfinite(value):
             raise bad(f"{f.name} is {value}")
-    if min(h.sample_rate, h.n_fft, h.hop_length, h.n_mels, h.tile_frames) == 0:
+    if any(getattr(h, f.name) == 0 for f in FRONT_END if f.code != "f"):
         raise bad("a zero rate or size")
     if not (h.log_eps > 0 and 0 <= h.f_min < h.f_max <= h.sample_rate / 2):
         raise bad(f"mel range {h.f_min}-{h.f_max} Hz or log epsilon {h.log_eps}")

@@ -189,7 +189,7 @@ class Codec:
             model_sha256=self.model.sha256,
             prob_model_id=self.prob.id,
             tile_frames=tiles.TILE_FRAMES,
-            **{name: getattr(MEL, name) for name in _MEL_FIELDS},
+            **MEL.to_dict(),
             source_sample_rate=source_rate,
             source_num_samples=source_samples,
             num_samples=samples,
@@ -298,7 +298,7 @@ class Codec:
                 f"file was made with model {h.model_name!r} ({h.model_sha256.hex()[:12]}), "
                 f"not {self.model.name!r} ({self.model.sha256.hex()[:12]}): pass --model"
             )
-        if _mel_fields(h) != _mel_fields(self._header(0, 0, 0, 0)):
+        if bitstream.front_end(h) != bitstream.front_end(self._header(0, 0, 0, 0)):
             raise FormatError("file uses mel parameters this version cannot decode")
         self._prob_for(h.prob_model_id)
         return reader
@@ -362,13 +362,3 @@ def _resampled(pieces: Iterable[torch.Tensor], old: int, new: int) -> Iterator[t
     for piece in pieces:
         yield stream.push(piece)
     yield stream.finish()
-
-
-# The front-end parameters a header records, besides the frames per tile.
-_MEL_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "log_eps")
-
-
-def _mel_fields(h: bitstream.Header) -> tuple:
-    """The front-end parameters of a header, floats as the f32 they are stored as."""
-    values = [getattr(h, name) for name in _MEL_FIELDS]
-    return (h.tile_frames, *(float(np.float32(v)) if isinstance(v, float) else v for v in values))
