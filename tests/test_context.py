@@ -4,6 +4,7 @@ order, exactness, fitting, and model files."""
 from __future__ import annotations
 
 import io
+import math
 import shutil
 from pathlib import Path
 
@@ -406,3 +407,52 @@ def test_a_truncated_context_payload_is_a_format_error(context_codec):
     assert coding == entropy.RANGE_CODED
     with pytest.raises(FormatError, match="malformed"):
         context_codec.prob.decode(coding, payload[:-1], SHAPE)
+
+
+def test_entropy_and_conditional_entropy_follow_their_definitions():
+    # H(p) at known points, then H(i | j) = H(i, j) - H(j) counted pair by pair.
+    h = context._entropy(np.array([0.0, 0.25, 0.5, 1.0]))
+    np.testing.assert_allclose(h, [0.0, 0.8112781, 1.0, 0.0], atol=1e-6)
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 2, (4000, 5))
+    x[:, 1] = x[:, 0] ^ (rng.random(4000) < 0.1)  # channel 1 tells about channel 0
+    x[:, 4] = rng.random(4000) < 0.2
+    expected = np.zeros((5, 5))
+    for i in range(5):
+        for j in range(5):
+            counts = np.bincount(2 * x[:, i] + x[:, j], minlength=4) / len(x)
+            joint = -sum(q * np.log2(q) for q in counts if q > 0)
+            pj = x[:, j].mean()
+            expected[i, j] = joint + pj * np.log2(pj) + (1 - pj) * np.log2(1 - pj)
+    got = context._conditional_entropy(x.astype(np.float64))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_fit_learns_a_bias_per_row():
+    # Independent bits, P(1) = 0.9 in the upper half of every tile and 0.1 below.
+    # The first group's anchors are coded before any other bit of their tile, so
+    # only their row biases can bring their cost from 1 bit towards H(0.1) = 0.47.
+    rng = np.random.default_rng(12)
+    rows = np.arange(16)[:, None] < 8
+    bits = (rng.random((16, *SHAPE)) < np.where(rows, 0.9, 0.1)).astype(np.uint8)
+    fitted = tables_from(bits, iterations=60)
+    cost = _costs(context.CheckerboardMix(fitted), bits[:4])
+    first = np.asarray(fitted["groups"]) == 0
+    anchors = np.add.outer(np.arange(16), np.arange(16)) % 2 == 0
+    assert cost[:, first][:, :, anchors].mean() < 0.55
+
+
+def test_the_squash_table_is_the_rounded_sigmoid():
+    z = np.arange(-context.ZMAX, context.ZMAX + 1) / context.SCALE
+    k = [min(65535, max(1, round(65536 / (1 + math.exp(-v))))) for v in z.tolist()]
+    assert context.squash_table().tolist() == k
+
+
+def test_wrong_shapes_are_refused_with_what_they_are(skewed_tables):
+    model = context.CheckerboardMix(skewed_tables)
+    with pytest.raises(ValueError, match=r"^latents must be square$"):
+        context.fit(np.zeros((1, 4, 4, 6), np.uint8))
+    with pytest.raises(ValueError, match=r"bits of shape \(128, 8, 8\), table of shape \(128"):
+        model.encode_many(np.zeros((1, 128, 8, 8), np.uint8))
+    with pytest.raises(FormatError, match=r"latent shape \(128, 8, 8\) does not match the table"):
+        model.decode_many([(entropy.RAW, bytes(1024))], (128, 8, 8))
