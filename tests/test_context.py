@@ -53,15 +53,16 @@ def _skewed_bits(seed: int, n: int = 1, shape=SHAPE) -> np.ndarray:
 
 
 def _random_tables(seed: int = 0, shape=SHAPE, groups: int = 4, scale: int = 60) -> dict:
-    """Valid tables with random biases and random weights wherever they are allowed."""
+    """Valid tables with random biases and random weights wherever they are allowed,
+    in the integer types a fit stores (context.fit)."""
     rng = np.random.default_rng(seed)
     c, side, _ = shape
     group = rng.permutation(np.arange(c) * groups // c)
     weight = rng.integers(-scale, scale + 1, (c, 2, 5, c)) * context.allowed(group)
     return {
-        "groups": torch.from_numpy(group),
-        "bias": torch.from_numpy(rng.integers(-1500, 1501, (c, 2, side))),
-        "weight": torch.from_numpy(weight),
+        "groups": torch.from_numpy(group).to(torch.uint8),
+        "bias": torch.from_numpy(rng.integers(-1500, 1501, (c, 2, side))).to(torch.int16),
+        "weight": torch.from_numpy(weight).to(torch.int16),
         "squash": context.squash_table(),
         "side": side,
     }
@@ -95,9 +96,13 @@ def _reference_p(bits: np.ndarray, tables_: dict) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("seed, shape", [(1, SMALL), (2, (12, 5, 5)), (3, (7, 4, 4))])
-def test_probabilities_follow_their_definition(seed, shape):
-    tables_ = _random_tables(seed, shape, groups=3, scale=900)
+@pytest.mark.parametrize(
+    "seed, shape, scale",
+    # The last: logits of +-40,000 and more, past what the stored int16 can hold.
+    [(1, SMALL, 900), (2, (12, 5, 5), 900), (3, (7, 4, 4), 900), (4, SMALL, 3000)],
+)
+def test_probabilities_follow_their_definition(seed, shape, scale):
+    tables_ = _random_tables(seed, shape, groups=3, scale=scale)
     bits = _skewed_bits(seed, shape=shape)[0]
     model = context.CheckerboardMix(tables_)
     order = model.all_latent
@@ -291,6 +296,13 @@ def test_groups_put_the_most_informative_channels_first():
     assert {group[c] for c in (64, 70, 100, 127)} == {0}
 
 
+def _weights_at_int16_min(t):
+    # -32,768: an int16 whose absolute value an int16 cannot hold.
+    w = t["weight"].clone()
+    w[w < 0] = -32768
+    t.update(weight=w)
+
+
 def _reads_later_group(t):
     w = t["weight"].clone()
     g = t["groups"]
@@ -328,9 +340,10 @@ def _reads_itself(t):
         (_anchor_reads_own_group, "decoded after their own"),
         (_reads_itself, "decoded after their own"),
         (lambda t: t.update(bias=t["bias"] * 10), "out of range"),
-        (lambda t: t.update(weight=t["weight"] * 600), "out of range"),
+        (lambda t: t.update(weight=t["weight"].int() * 600), "out of range"),
+        (_weights_at_int16_min, "out of range"),
         (lambda t: t.update(weight=t["weight"] * 50), "too large"),
-        (lambda t: t.pop("side"), "incomplete"),
+        (lambda t: t.pop("side"), "^checkerboard-mix table is incomplete$"),
     ],
 )
 def test_malformed_tables_are_refused(change, message):
@@ -447,7 +460,8 @@ def test_fit_learns_a_bias_per_row():
 def test_the_squash_table_is_the_rounded_sigmoid():
     z = np.arange(-context.ZMAX, context.ZMAX + 1) / context.SCALE
     k = [min(65535, max(1, round(65536 / (1 + math.exp(-v))))) for v in z.tolist()]
-    assert context.squash_table().tolist() == k
+    table = context.squash_table()
+    assert table.dtype == torch.int32 and table.tolist() == k
 
 
 def test_wrong_shapes_are_refused_with_what_they_are(skewed_tables):
