@@ -76,18 +76,8 @@ def prepare(workdir: Path, modules: list[str]) -> None:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        src = ROOT / name.decode()
-        if src.is_file():
-            dst = workdir / name.decode()
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    for name in _tree_files():
+        _copy(name, workdir)
     (workdir / "setup.cfg").write_text(config(modules))
     log(workdir, f"copy of the tree at {commit()}")
 
@@ -110,12 +100,38 @@ def log(workdir: Path, event: str) -> None:
         fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} {event}\n")
 
 
+def _tree_files() -> list[str]:
+    """The checkout's tracked files and its new ones that git does not ignore."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    return [name.decode() for name in files if name and (ROOT / name.decode()).is_file()]
+
+
+def _copy(name: str, base: Path) -> None:
+    dst = base / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / name, dst)
+
+
 def refresh_tests(workdir: Path, modules: list[str]) -> None:
-    """The checkout's tests in the copy, and mutmut's test-to-function map rebuilt."""
-    for module in modules:
-        src = ROOT / "src" / "melcodec" / f"{module}.py"
-        if src.read_bytes() != (workdir / "src" / "melcodec" / f"{module}.py").read_bytes():
-            raise SystemExit(f"{src.name} changed since the copy: run without --resume")
+    """The checkout's tests in the copy, with the code and files they read besides the
+    mutated modules (new tests may use what changed there since the copy), and mutmut's
+    test-to-function map rebuilt."""
+    mutated = {f"src/melcodec/{module}.py" for module in modules}
+    for name in mutated:
+        if (ROOT / name).read_bytes() != (workdir / name).read_bytes():
+            raise SystemExit(f"{name} changed since the copy: run without --resume")
+    # mutmut's own tree holds src/, tests/ and its also_copy paths.
+    kept = ("src/", "tests/", *ALSO_COPY)
+    for name in _tree_files():
+        if name not in mutated:
+            _copy(name, workdir)
+            if name.startswith(kept):
+                _copy(name, workdir / "mutants")
     for place in (workdir / "tests", workdir / "mutants" / "tests"):
         shutil.rmtree(place, ignore_errors=True)
         shutil.copytree(ROOT / "tests", place, ignore=shutil.ignore_patterns("__pycache__"))
