@@ -336,6 +336,14 @@ def _reads_itself(t):
         (lambda t: t.update(squash=t["squash"].flip(0)), "must rise"),
         (lambda t: t.update(groups=t["groups"] + 20), "groups must be 0..15"),
         (lambda t: t.update(groups=t["groups"] * 2), "each have a channel"),
+        # At the bounds: a 17th group, the one group but the last left empty, and a
+        # squash value of 65,536 (P = 1).
+        (lambda t: t.update(groups=torch.arange(128) % 17), "groups must be 0..15"),
+        (lambda t: t.update(groups=t["groups"] + (t["groups"] == 2)), "each have a channel"),
+        (
+            lambda t: t.update(squash=torch.cat([t["squash"][:-1], torch.tensor([65536])])),
+            "within 1..65535",
+        ),
         (_reads_later_group, "decoded after their own"),
         (_anchor_reads_own_group, "decoded after their own"),
         (_reads_itself, "decoded after their own"),
