@@ -125,10 +125,11 @@ def refresh_tests(workdir: Path, modules: list[str]) -> None:
     for name in mutated:
         if (ROOT / name).read_bytes() != (workdir / name).read_bytes():
             raise SystemExit(f"{name} changed since the copy: run without --resume")
-    # mutmut's own tree holds src/, tests/ and its also_copy paths.
-    kept = ("src/", "tests/", *ALSO_COPY)
+    # tests/ is copied whole below (so that removed tests go); mutmut's own tree
+    # holds src/ and its also_copy paths besides.
+    kept = ("src/", *ALSO_COPY)
     for name in _tree_files():
-        if name not in mutated:
+        if name not in mutated and not name.startswith("tests/"):
             _copy(name, workdir)
             if name.startswith(kept):
                 _copy(name, workdir / "mutants")
